@@ -1,0 +1,121 @@
+"""Shared fixtures: keys for the whole run, service checks, and the append-only bypass for flushes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.db import connection
+from django.test import override_settings
+
+from timestamping import keys
+
+# Set by .ci/run: a test that would skip because a service is missing fails instead.
+REQUIRE_SERVICES = os.environ.get("VERIDICT_REQUIRE_SERVICES") == "1"
+
+
+def service_reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skips the calling test when a service is down on a laptop; fails it under .ci/run."""
+    if service_reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} (VERIDICT_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("postgresql"):
+        host, port = database.get("HOST") or "127.0.0.1", int(database.get("PORT") or 5432)
+        if not service_reachable(host, port):
+            message = f"PostgreSQL is not reachable at {host}:{port}"
+            if REQUIRE_SERVICES:
+                raise pytest.UsageError(f"{message} (VERIDICT_REQUIRE_SERVICES=1)")
+            pytest.exit(f"{message}: the PostgreSQL pass is skipped", returncode=0)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.conf import settings
+
+    vendor = "postgres" if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") else "sqlite"
+    other = "sqlite" if vendor == "postgres" else "postgres"
+    for item in items:
+        if item.get_closest_marker(other):
+            item.add_marker(pytest.mark.skip(reason=f"runs in the {other} pass of make test"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ledger_keys(tmp_path_factory: pytest.TempPathFactory):
+    """A log key and a built-in TSA for the whole run, also handed to subprocesses through the
+    environment."""
+    from timestamping import tsa
+
+    folder = tmp_path_factory.mktemp("keys")
+    paths = {
+        "LOG_SIGNING_KEY_FILE": folder / "log-signing.pem",
+        "TSA_KEY_FILE": folder / "tsa-key.pem",
+        "TSA_CERT_FILE": folder / "tsa-cert.pem",
+        "TSA_CA_CERT_FILE": folder / "tsa-ca.pem",
+    }
+    for name, path in paths.items():
+        os.environ[f"VERIDICT_{name}"] = str(path)
+    with override_settings(LOG_SIGNING_KEY="", **paths):
+        keys.write_secret(paths["LOG_SIGNING_KEY_FILE"], keys.private_key_pem(Ed25519PrivateKey.generate()))
+        tsa.tsa_create(
+            key_file=paths["TSA_KEY_FILE"],
+            cert_file=paths["TSA_CERT_FILE"],
+            ca_cert_file=paths["TSA_CA_CERT_FILE"],
+        )
+        yield paths
+
+
+@pytest.fixture(autouse=True)
+def _published_keys_forgotten():
+    """Each test starts from an empty database, so no key counts as published yet."""
+    keys.published_keys.clear()
+
+
+@pytest.fixture(autouse=True)
+def _append_only_bypassed_for_flush(request: pytest.FixtureRequest):
+    """Lets pytest-django's flush after a transactional test TRUNCATE the append-only tables."""
+    if "transactional_db" not in request.fixturenames or connection.vendor != "postgresql":
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = origin")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+
+
+@pytest.fixture
+def tsa_ca_pem(ledger_keys: dict[str, Path]) -> bytes:
+    return ledger_keys["TSA_CA_CERT_FILE"].read_bytes()
+
+
+@pytest.fixture
+def seal(django_capture_on_commit_callbacks):
+    """batch_seal as the worker runs it: its after-commit stamp runs too (pytest-django's `db`
+    wraps each test in a transaction that never commits)."""
+    from timestamping.services import batch_seal
+
+    def run(**kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return batch_seal(**kwargs)
+
+    return run

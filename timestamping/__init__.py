@@ -1,0 +1,1 @@
+"""The verifiable log engine: entries, the Merkle tree, batches, checkpoints and anchors."""

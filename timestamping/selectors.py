@@ -1,0 +1,171 @@
+"""Reads of the log: checkpoints, batches, proofs, receipts."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from django.conf import settings
+from veridict_verify.formats import format_time
+from veridict_verify.note import note_split
+
+from timestamping import tree
+from timestamping.models import Anchor, Batch, Entry, LogKey
+from timestamping.services.anchoring import BUILTIN
+
+RECEIPT_VERSION = "veridict.receipt/v1"
+TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+# (type, tsa) of every anchor source whose evidence receipts carry.
+ANCHOR_SOURCES = [("rfc3161", BUILTIN)]
+
+
+class NotInLog(LookupError):
+    """The asked-for entry, size or batch is not (yet) in the log."""
+
+
+def batch_latest() -> Batch | None:
+    return Batch.objects.order_by("-number").first()
+
+
+def batch_get(*, number: int) -> Batch:
+    try:
+        return Batch.objects.get(number=number)
+    except Batch.DoesNotExist as exc:
+        raise NotInLog(f"there is no batch {number}") from exc
+
+
+def batch_of_entry(*, entry: Entry) -> Batch | None:
+    """The batch that sealed this entry, or None while it is pending."""
+    return Batch.objects.filter(last_seq__gte=entry.seq).order_by("last_seq").first()
+
+
+def entry_get(*, entry_id: Any) -> Entry:
+    try:
+        return Entry.objects.get(uuid=entry_id)
+    except (Entry.DoesNotExist, ValueError) as exc:
+        raise NotInLog(f"there is no entry {entry_id}") from exc
+
+
+def tree_size_current() -> int:
+    latest = batch_latest()
+    return latest.tree_size if latest else 0
+
+
+def _check_size(tree_size: int) -> None:
+    current = tree_size_current()
+    if not 0 < tree_size <= current:
+        raise NotInLog(f"tree size {tree_size} is not between 1 and the current size {current}")
+
+
+def proof_inclusion(*, leaf_hash: bytes, tree_size: int) -> dict[str, Any]:
+    """The leaf index of a sealed leaf and its audit path in the tree of the given size."""
+    _check_size(tree_size)
+    entry = Entry.objects.filter(leaf_hash=leaf_hash).first()
+    batch = batch_of_entry(entry=entry) if entry else None
+    if batch is None:
+        raise NotInLog("no sealed entry has this leaf hash")
+    leaf_index = batch.leaf_index_of(entry.seq)
+    if leaf_index >= tree_size:
+        raise NotInLog(f"leaf {leaf_index} was added after tree size {tree_size}")
+    return {
+        "leaf_index": leaf_index,
+        "tree_size": tree_size,
+        "hashes": [step.hex() for step in tree.inclusion_proof(leaf_index, tree_size)],
+    }
+
+
+def proof_consistency(*, old_size: int, new_size: int) -> list[bytes]:
+    if old_size > new_size:
+        raise NotInLog(f"size {old_size} is larger than size {new_size}")
+    _check_size(new_size)
+    _check_size(old_size)
+    return tree.consistency_proof(old_size, new_size)
+
+
+def _signer_key(note: str) -> str | None:
+    _, signatures = note_split(note)
+    key = LogKey.objects.filter(key_id=signatures[0][1].hex()).first()
+    return key.verifier_key if key else None
+
+
+def _anchors(batch: Batch) -> list[dict[str, Any]]:
+    """Per anchor source, the first anchor at or after this batch, with the consistency proof
+    from this batch's checkpoint to the anchored one."""
+    anchors = []
+    for anchor_type, tsa in ANCHOR_SOURCES:
+        anchor = (
+            Anchor.objects.filter(type=anchor_type, tsa=tsa, batch__number__gte=batch.number)
+            .select_related("batch")
+            .order_by("batch__number")
+            .first()
+        )
+        if anchor is None:
+            continue
+        consistency = (
+            tree.consistency_proof(batch.tree_size, anchor.batch.tree_size)
+            if anchor.batch_id != batch.pk
+            else []
+        )
+        anchors.append(
+            {
+                "type": anchor.type,
+                "tsa": anchor.tsa,
+                "checkpoint": anchor.batch.checkpoint,
+                "consistency": [step.hex() for step in consistency],
+                "tsr_b64": base64.b64encode(bytes(anchor.tsr)).decode(),
+            }
+        )
+    return anchors
+
+
+def receipt_get(*, entry: Entry) -> dict[str, Any]:
+    """The receipt of DESIGN.md: everything needed to verify the entry offline."""
+    batch = batch_of_entry(entry=entry)
+    receipt: dict[str, Any] = {
+        "version": RECEIPT_VERSION,
+        "entry": {
+            "id": str(entry.uuid),
+            "kind": entry.kind,
+            "received_at": format_time(entry.received_at),
+            "leaf_hash": bytes(entry.leaf_hash).hex(),
+            "canonical_b64": base64.b64encode(bytes(entry.canonical)).decode(),
+        },
+        "set": entry.set_note,
+        "proof": None,
+        "checkpoint": None,
+        "batch": None,
+        "log": {"origin": settings.LOG_ORIGIN, "verifier_key": _signer_key(entry.set_note)},
+        "anchors": [],
+    }
+    if batch is None:
+        return receipt
+    leaf_index = batch.leaf_index_of(entry.seq)
+    receipt["proof"] = {
+        "leaf_index": leaf_index,
+        "tree_size": batch.tree_size,
+        "inclusion": [step.hex() for step in tree.inclusion_proof(leaf_index, batch.tree_size)],
+    }
+    receipt["checkpoint"] = batch.checkpoint
+    receipt["batch"] = {
+        "number": batch.number,
+        "header_b64": base64.b64encode(bytes(batch.header)).decode(),
+        "header_hash": bytes(batch.header_hash).hex(),
+    }
+    receipt["log"]["verifier_key"] = _signer_key(batch.checkpoint)
+    receipt["anchors"] = _anchors(batch)
+    return receipt
+
+
+def receipt_tlog_proof(*, entry: Entry) -> str:
+    """The receipt as C2SP tlog-proof: the leaf's canonical bytes as `extra`, the index, the
+    audit path and the checkpoint."""
+    receipt = receipt_get(entry=entry)
+    if receipt["proof"] is None:
+        raise NotInLog("the entry is not sealed yet: no proof to export")
+    lines = [
+        TLOG_PROOF_HEADER,
+        f"extra {receipt['entry']['canonical_b64']}",
+        f"index {receipt['proof']['leaf_index']}",
+    ]
+    lines += [base64.b64encode(bytes.fromhex(step)).decode() for step in receipt["proof"]["inclusion"]]
+    return "\n".join(lines) + "\n\n" + receipt["checkpoint"]

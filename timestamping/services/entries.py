@@ -1,0 +1,82 @@
+"""Appending entries to the log, each with its signed entry timestamp (SET)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import rfc8785
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from veridict_verify import merkle
+from veridict_verify.formats import SignedEntryTimestamp, format_time
+
+from timestamping import keys
+from timestamping.models import Entry
+
+KIND = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+
+
+class EnvelopeError(ValueError):
+    """The envelope cannot be canonicalised (RFC 8785 / I-JSON): the caller answers 400."""
+
+
+def leaf_canonical(*, entry_id: uuid.UUID, kind: str, received_at: str, envelope: Any) -> bytes:
+    """The leaf's canonical bytes of DESIGN.md: RFC 8785 over version, id, kind, time and body."""
+    leaf = {"v": 1, "id": str(entry_id), "kind": kind, "received_at": received_at, "body": envelope}
+    try:
+        return rfc8785.dumps(leaf)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise EnvelopeError(f"envelope is not I-JSON: {exc}") from exc
+
+
+def entry_append(
+    *, kind: str, envelope: dict[str, Any], idempotency_key: str | None = None
+) -> tuple[Entry, bool]:
+    """Stores an entry and its SET; returns (entry, created).
+
+    Joins the caller's transaction, so a domain record and its entry commit together. A second call
+    with the same idempotency key returns the first entry, whatever its envelope: callers that must
+    tell a retry from a conflicting request compare envelopes themselves.
+    """
+    if not KIND.fullmatch(kind):
+        raise EnvelopeError(f"kind {kind!r} is not a short lower-case name")
+    if idempotency_key is not None:
+        existing = Entry.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing, False
+    entry_id = uuid.uuid4()
+    received_at = timezone.now()
+    received_text = format_time(received_at)
+    canonical = leaf_canonical(
+        entry_id=entry_id, kind=kind, received_at=received_text, envelope=envelope
+    )
+    leaf_hash = merkle.leaf_hash(canonical)
+    promise = SignedEntryTimestamp(
+        origin=settings.LOG_ORIGIN,
+        leaf_hash=leaf_hash,
+        received_at=received_text,
+        mmd_seconds=settings.MMD_SECONDS,
+    )
+    with transaction.atomic():
+        set_note = keys.sign(promise.body())
+        try:
+            # A savepoint: losing the race to a concurrent request with the same key must not
+            # spoil the caller's transaction.
+            with transaction.atomic():
+                entry = Entry.objects.create(
+                    uuid=entry_id,
+                    kind=kind,
+                    received_at=received_at,
+                    canonical=canonical,
+                    leaf_hash=leaf_hash,
+                    set_note=set_note,
+                    idempotency_key=idempotency_key,
+                )
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            return Entry.objects.get(idempotency_key=idempotency_key), False
+    return entry, True

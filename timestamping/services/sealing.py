@@ -1,0 +1,131 @@
+"""Sealing: pending entries become the next batch of leaves, with a signed checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import rfc8785
+import structlog
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from veridict_verify.formats import ZERO_HASH_HEX, Checkpoint, format_time
+
+from timestamping import keys, tree
+from timestamping.models import Batch, Entry, SealLock, Tile
+from timestamping.services.anchoring import batch_anchor_builtin
+
+log = structlog.get_logger(__name__)
+
+
+def _committed_seq_watermark() -> int | None:
+    """A seq below which every entry that will ever exist is already committed (PostgreSQL).
+
+    An INSERT holds its ROW EXCLUSIVE lock on the table from before it draws its seq until its
+    transaction ends, so once a SHARE lock is granted every seq drawn so far belongs to a finished
+    transaction, and every later one will be larger. The lock is held only for this one query.
+    On SQLite the seal's IMMEDIATE transaction already excludes every writer: None.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    table = connection.ops.quote_name(Entry._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {table} IN SHARE MODE")  # noqa: S608 - a model's table name
+        cursor.execute(f"SELECT max(seq) FROM {table}")  # noqa: S608
+        (watermark,) = cursor.fetchone()
+    return watermark or 0
+
+
+def _pending_leaves(after_seq: int, watermark: int | None, limit: int) -> list[tuple[int, bytes]]:
+    table = connection.ops.quote_name(Entry._meta.db_table)
+    bound = "" if watermark is None else "AND seq <= %s"
+    params = [after_seq] + ([] if watermark is None else [watermark]) + [limit]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT seq, leaf_hash FROM {table} WHERE seq > %s {bound} ORDER BY seq LIMIT %s",  # noqa: S608
+            params,
+        )
+        return [(seq, bytes(leaf_hash)) for seq, leaf_hash in cursor.fetchall()]
+
+
+def batch_seal(*, max_entries: int | None = None) -> Batch | None:
+    """Seals the pending entries (at most max_entries) into the next batch; None if none wait.
+
+    One transaction assigns leaf indices, stores the new tiles, the chained batch header and the
+    signed checkpoint; right after it commits, the built-in TSA stamps the checkpoint.
+    """
+    started = time.monotonic()
+    limit = max_entries or settings.SEAL_MAX_ENTRIES
+    watermark = _committed_seq_watermark()
+    with transaction.atomic(durable=True):
+        # The seal lock row is what makes sealers take turns on PostgreSQL; the unique constraints
+        # on Batch would turn a second sealer's fork into an error even without it.
+        SealLock.objects.select_for_update().get_or_create(pk=1)
+        previous = Batch.objects.order_by("-number").first()
+        after_seq = previous.last_seq if previous else 0
+        leaves = _pending_leaves(after_seq, watermark, limit)
+        if not leaves:
+            return None
+        old_size = previous.tree_size if previous else 0
+        new_size = old_size + len(leaves)
+        present = {seq for seq, _ in leaves}
+        skipped = [seq for seq in range(after_seq + 1, leaves[-1][0]) if seq not in present]
+
+        new_tiles = tree.tree_extend(old_size, [leaf_hash for _, leaf_hash in leaves])
+        Tile.objects.bulk_create(
+            Tile(level=t.level, index=t.index, width=t.width, hashes=t.hashes) for t in new_tiles
+        )
+        view = tree.TreeView(overlay={(t.level, t.index): t.hashes for t in new_tiles})
+        root = tree.tree_root(new_size, view)
+        consistency = tree.consistency_proof(old_size, new_size, view) if old_size else []
+
+        number = previous.number + 1 if previous else 1
+        sealed_at = timezone.now()
+        header = rfc8785.dumps(
+            {
+                "v": 1,
+                "origin": settings.LOG_ORIGIN,
+                "number": number,
+                "prev_header_hash": bytes(previous.header_hash).hex() if previous else ZERO_HASH_HEX,
+                "prev_tree_size": old_size,
+                "prev_root": bytes(previous.root).hex() if previous else tree.tree_root(0).hex(),
+                "tree_size": new_size,
+                "root": root.hex(),
+                "consistency": [step.hex() for step in consistency],
+                "sealed_at": format_time(sealed_at),
+            }
+        )
+        header_hash = hashlib.sha256(header).digest()
+        checkpoint = Checkpoint(
+            origin=settings.LOG_ORIGIN,
+            tree_size=new_size,
+            root=root,
+            batch_number=number,
+            header_hash=header_hash,
+        )
+        batch = Batch.objects.create(
+            number=number,
+            prev_header_hash=previous.header_hash if previous else bytes(32),
+            header=header,
+            header_hash=header_hash,
+            prev_tree_size=old_size,
+            tree_size=new_size,
+            root=root,
+            first_seq=after_seq + 1,
+            last_seq=leaves[-1][0],
+            skipped_seqs=skipped,
+            checkpoint=keys.sign(checkpoint.body()),
+            sealed_at=sealed_at,
+        )
+        # robust: a TSA failure must not turn a committed seal into an error; a later run re-stamps.
+        transaction.on_commit(lambda: batch_anchor_builtin(batch_id=batch.pk), robust=True)
+    log.info(
+        "batch_sealed",
+        batch=number,
+        entries=len(leaves),
+        tree_size=new_size,
+        skipped=len(skipped),
+        seconds=round(time.monotonic() - started, 4),
+    )
+    return batch

@@ -1,0 +1,133 @@
+"""The stored Merkle tree: tiles of 256 hashes, proofs that read O(log n) of them, appends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.db.models import Q
+from veridict_verify import merkle
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+HASH = merkle.HASH_SIZE
+
+TileKey = tuple[int, int]  # (level, index)
+
+
+@dataclass(frozen=True)
+class NewTile:
+    level: int
+    index: int
+    hashes: bytes
+
+    @property
+    def width(self) -> int:
+        return len(self.hashes) // HASH
+
+
+def _tile_need(height: int, index: int) -> tuple[int, int, int]:
+    """The tile (level, index) and the width it must have to hold perfect subtree (height, index)."""
+    level, rest = divmod(height, TILE_HEIGHT)
+    last = ((index + 1) << rest) - 1  # last position at this tile level that the subtree covers
+    return level, last // TILE_WIDTH, last % TILE_WIDTH + 1
+
+
+def tiles_load(needs: Iterable[tuple[int, int, int]]) -> dict[TileKey, bytes]:
+    """The widest stored version of each (level, index) tile that is at least as wide as needed."""
+    wanted: dict[TileKey, int] = {}
+    for level, index, width in needs:
+        wanted[(level, index)] = max(width, wanted.get((level, index), 0))
+    if not wanted:
+        return {}
+    from timestamping.models import Tile
+
+    condition = Q()
+    for (level, index), width in wanted.items():
+        condition |= Q(level=level, index=index, width__gte=width)
+    found: dict[TileKey, bytes] = {}
+    for level, index, hashes in (
+        Tile.objects.filter(condition).order_by("width").values_list("level", "index", "hashes")
+    ):
+        found[(level, index)] = bytes(hashes)
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        raise LookupError(f"tree tiles {missing} are not stored")
+    return found
+
+
+class TreeView:
+    """Answers MTH(D[lo:hi]) from tiles, loading all that one computation needs in one query.
+
+    `compute` runs a proof or root computation twice: first with placeholder hashes to learn which
+    perfect subtrees it asks for (the shape of a proof does not depend on hash values), then for real.
+    """
+
+    def __init__(self, overlay: dict[TileKey, bytes] | None = None) -> None:
+        self._tiles: dict[TileKey, bytes] = dict(overlay or {})
+
+    def subtree_hash(self, height: int, index: int) -> bytes:
+        level, rest = divmod(height, TILE_HEIGHT)
+        first = index << rest
+        tile = self._tiles[(level, first // TILE_WIDTH)]
+        offset = first % TILE_WIDTH
+        hashes = [tile[(offset + i) * HASH : (offset + i + 1) * HASH] for i in range(1 << rest)]
+        return merkle.root_from_leaves(hashes)
+
+    def range_hash(self, lo: int, hi: int) -> bytes:
+        return merkle.fold_right([self.subtree_hash(h, i) for h, i in merkle.perfect_subtrees(lo, hi)])
+
+    def compute(self, computation: Callable[[merkle.RangeHash], list[bytes]]) -> list[bytes]:
+        needs: set[tuple[int, int, int]] = set()
+
+        def record(lo: int, hi: int) -> bytes:
+            needs.update(_tile_need(h, i) for h, i in merkle.perfect_subtrees(lo, hi))
+            return bytes(HASH)
+
+        computation(record)
+        absent = [need for need in needs if len(self._tiles.get(need[:2], b"")) < need[2] * HASH]
+        self._tiles.update(tiles_load(absent))
+        return computation(self.range_hash)
+
+
+def tree_root(size: int, view: TreeView | None = None) -> bytes:
+    if size == 0:
+        return merkle.EMPTY_ROOT
+    return (view or TreeView()).compute(lambda range_hash: [range_hash(0, size)])[0]
+
+
+def inclusion_proof(index: int, size: int) -> list[bytes]:
+    return TreeView().compute(lambda range_hash: merkle.inclusion_proof(index, size, range_hash))
+
+
+def consistency_proof(old_size: int, new_size: int, view: TreeView | None = None) -> list[bytes]:
+    return (view or TreeView()).compute(
+        lambda range_hash: merkle.consistency_proof(old_size, new_size, range_hash)
+    )
+
+
+def tree_extend(old_size: int, leaf_hashes: list[bytes]) -> list[NewTile]:
+    """The tiles that appending these leaves to a tree of old_size adds, at every level.
+
+    At each level the hashes that become complete are grouped into tiles; a tile that was partial is
+    loaded and written again wider. Each full tile of 256 hashes yields one hash of the level above.
+    """
+    new_tiles: list[NewTile] = []
+    level, before, additions = 0, old_size, leaf_hashes
+    while additions:
+        after = before + len(additions)
+        first_tile = before // TILE_WIDTH
+        prefix_width = before % TILE_WIDTH
+        prefix = tiles_load([(level, first_tile, prefix_width)])[(level, first_tile)] if prefix_width else b""
+        stream = prefix[: prefix_width * HASH] + b"".join(additions)
+        parents: list[bytes] = []
+        for tile_index in range(first_tile, (after - 1) // TILE_WIDTH + 1):
+            start = (tile_index - first_tile) * TILE_WIDTH * HASH
+            hashes = stream[start : start + TILE_WIDTH * HASH]
+            new_tiles.append(NewTile(level, tile_index, hashes))
+            if len(hashes) == TILE_WIDTH * HASH:
+                parents.append(
+                    merkle.root_from_leaves([hashes[i : i + HASH] for i in range(0, len(hashes), HASH)])
+                )
+        level, before, additions = level + 1, before // TILE_WIDTH, parents
+    return new_tiles

@@ -1,0 +1,22 @@
+"""One JSON error shape for every API failure: {"error": {"code", "message", "fields"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    fields = detail if isinstance(detail, dict) and "detail" not in detail else {}
+    message = detail.get("detail") if isinstance(detail, dict) else detail
+    if fields:
+        message = "; ".join(f"{name}: {' '.join(map(str, errs)) if isinstance(errs, list) else errs}" for name, errs in fields.items())
+    code = getattr(exc, "default_code", "error")
+    response.data = {"error": {"code": code, "message": str(message), "fields": fields}}
+    return response

@@ -1,0 +1,1 @@
+"""veridict-verify: checks Veridict receipts offline, with no server and no Django."""

@@ -1,0 +1,314 @@
+"""Verifies a Veridict receipt step by step: leaf, set, inclusion, checkpoint_signature,
+batch_header, anchor[i]. The same step names appear in the CLI, the browser and the docs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from veridict_verify import merkle
+from veridict_verify.formats import (
+    ZERO_HASH_HEX,
+    Checkpoint,
+    FormatError,
+    SignedEntryTimestamp,
+    format_time,
+    parse_time,
+)
+from veridict_verify.note import NoteError, VerifierKey, note_open, note_split
+from veridict_verify.timestamp import TimestampError, timestamp_verify
+
+RECEIPT_VERSION = "veridict.receipt/v1"
+OK, FAILED, PENDING, SKIPPED = "ok", "failed", "pending", "skipped"
+
+
+class StepFailed(Exception):
+    """Raised inside a step with the reason a person reads."""
+
+
+@dataclass
+class Step:
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass
+class Report:
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def failed(self) -> Step | None:
+        return next((step for step in self.steps if step.status == FAILED), None)
+
+    @property
+    def pending(self) -> bool:
+        return any(step.status == PENDING for step in self.steps)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None and not self.pending
+
+    def as_dict(self) -> dict[str, Any]:
+        verdict = "failed" if self.failed else "pending" if self.pending else "verified"
+        return {"verdict": verdict, "steps": [asdict(step) for step in self.steps]}
+
+
+def _strict_json(raw: bytes, what: str) -> Any:
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise StepFailed(f"{what} repeats a key")
+        return dict(pairs)
+
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise StepFailed(f"{what} is not JSON: {exc}") from exc
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise StepFailed(f"{what} is missing")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise StepFailed(f"{what} is not base64") from exc
+
+
+def _hex_hash(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or len(value) != 64:
+        raise StepFailed(f"{what} is not a 64-digit hex hash")
+    try:
+        return bytes.fromhex(value)
+    except ValueError as exc:
+        raise StepFailed(f"{what} is not hex") from exc
+
+
+def _hex_list(value: Any, what: str) -> list[bytes]:
+    if not isinstance(value, list):
+        raise StepFailed(f"{what} is not a list of hex hashes")
+    return [_hex_hash(item, f"{what}[{i}]") for i, item in enumerate(value)]
+
+
+def _open(note: Any, keys: list[VerifierKey], what: str) -> tuple[str, VerifierKey]:
+    if not isinstance(note, str):
+        raise StepFailed(f"{what} is missing")
+    try:
+        return note_open(note, keys)
+    except NoteError as exc:
+        raise StepFailed(f"{what}: {exc}") from exc
+
+
+def _checkpoint_text(note: Any, what: str) -> Checkpoint:
+    if not isinstance(note, str):
+        raise StepFailed(f"{what} is missing")
+    try:
+        text, _ = note_split(note)
+        return Checkpoint.parse(text)
+    except (NoteError, FormatError) as exc:
+        raise StepFailed(f"{what}: {exc}") from exc
+
+
+class _Verification:
+    """One receipt's checks; each method is one step and raises StepFailed with the reason."""
+
+    def __init__(
+        self,
+        receipt: dict[str, Any],
+        keys: list[VerifierKey],
+        tsa_ca_pem: bytes | None,
+        document_sha256: bytes | None,
+    ) -> None:
+        self.receipt = receipt
+        self.keys = keys
+        self.tsa_ca_pem = tsa_ca_pem
+        self.document_sha256 = document_sha256
+        self.entry = receipt.get("entry") or {}
+
+    def leaf(self) -> str:
+        canonical = _b64(self.entry.get("canonical_b64"), "entry.canonical_b64")
+        claimed = _hex_hash(self.entry.get("leaf_hash"), "entry.leaf_hash")
+        if merkle.leaf_hash(canonical) != claimed:
+            raise StepFailed("SHA-256(0x00 || canonical bytes) is not entry.leaf_hash")
+        leaf = _strict_json(canonical, "the leaf")
+        if not isinstance(leaf, dict) or leaf.get("v") != 1:
+            raise StepFailed("the leaf is not a version 1 Veridict leaf")
+        for name in ("id", "kind", "received_at"):
+            if leaf.get(name) != self.entry.get(name):
+                raise StepFailed(f"entry.{name} differs from the {name} inside the leaf")
+        if self.document_sha256 is not None:
+            body = leaf.get("body")
+            if not isinstance(body, dict) or body.get("sha256") != self.document_sha256.hex():
+                raise StepFailed("the document's SHA-256 is not the one this entry registered")
+            return f"leaf hash {claimed.hex()} matches; it registers this document"
+        return f"leaf hash {claimed.hex()} matches the canonical bytes"
+
+    def set(self) -> str:
+        text, key = _open(self.receipt.get("set"), self.keys, "set")
+        try:
+            promise = SignedEntryTimestamp.parse(text)
+        except FormatError as exc:
+            raise StepFailed(str(exc)) from exc
+        if promise.origin != key.name:
+            raise StepFailed(f"the SET names log {promise.origin!r}, not {key.name!r}")
+        if promise.leaf_hash.hex() != self.entry.get("leaf_hash"):
+            raise StepFailed("the SET promises another leaf")
+        if promise.received_at != self.entry.get("received_at"):
+            raise StepFailed("the SET gives another received_at")
+        self.promise = promise
+        return f"signed by {key.name}+{key.key_id.hex()}: include by {promise.mmd_seconds} s after {promise.received_at}"
+
+    def inclusion(self) -> str:
+        proof = self.receipt.get("proof")
+        if not isinstance(proof, dict):
+            raise StepFailed("proof is not an object")
+        checkpoint = _checkpoint_text(self.receipt.get("checkpoint"), "checkpoint")
+        index, size = proof.get("leaf_index"), proof.get("tree_size")
+        if not isinstance(index, int) or not isinstance(size, int):
+            raise StepFailed("proof.leaf_index and proof.tree_size must be integers")
+        if size != checkpoint.tree_size:
+            raise StepFailed(f"proof.tree_size {size} is not the checkpoint's size {checkpoint.tree_size}")
+        path = _hex_list(proof.get("inclusion"), "proof.inclusion")
+        leaf_hash = _hex_hash(self.entry.get("leaf_hash"), "entry.leaf_hash")
+        try:
+            merkle.verify_inclusion(index, size, leaf_hash, path, checkpoint.root)
+        except merkle.ProofError as exc:
+            raise StepFailed(str(exc)) from exc
+        self.checkpoint = checkpoint
+        self.leaf_index = index
+        return f"leaf {index} is in the tree of size {size}"
+
+    def checkpoint_signature(self) -> str:
+        text, key = _open(self.receipt.get("checkpoint"), self.keys, "checkpoint")
+        if Checkpoint.parse(text).origin != key.name:
+            raise StepFailed(f"the checkpoint names another log than {key.name!r}")
+        return f"signed by {key.name}+{key.key_id.hex()}"
+
+    def batch_header(self) -> str:
+        batch = self.receipt.get("batch")
+        if not isinstance(batch, dict):
+            raise StepFailed("batch is not an object")
+        raw = _b64(batch.get("header_b64"), "batch.header_b64")
+        digest = hashlib.sha256(raw).digest()
+        if digest != _hex_hash(batch.get("header_hash"), "batch.header_hash"):
+            raise StepFailed("SHA-256 of the header is not batch.header_hash")
+        checkpoint = self.checkpoint
+        if digest != checkpoint.header_hash:
+            raise StepFailed("the checkpoint signs another batch header")
+        header = _strict_json(raw, "the batch header")
+        if not isinstance(header, dict):
+            raise StepFailed("the batch header is not an object")
+        expected = {
+            "origin": checkpoint.origin,
+            "number": checkpoint.batch_number,
+            "tree_size": checkpoint.tree_size,
+            "root": checkpoint.root.hex(),
+        }
+        for name, value in expected.items():
+            if header.get(name) != value:
+                raise StepFailed(f"header {name} is not the checkpoint's")
+        if batch.get("number") != checkpoint.batch_number:
+            raise StepFailed("batch.number is not the checkpoint's batch number")
+        prev_size = header.get("prev_tree_size")
+        if not isinstance(prev_size, int) or not prev_size <= self.leaf_index < checkpoint.tree_size:
+            raise StepFailed(f"leaf {self.leaf_index} is not among this batch's leaves")
+        prev_root = _hex_hash(header.get("prev_root"), "header prev_root")
+        consistency = _hex_list(header.get("consistency"), "header consistency")
+        if prev_size == 0:
+            if header.get("prev_header_hash") != ZERO_HASH_HEX or consistency:
+                raise StepFailed("the first batch must have a zero prev_header_hash and no proof")
+        else:
+            _hex_hash(header.get("prev_header_hash"), "header prev_header_hash")
+            try:
+                merkle.verify_consistency(prev_size, checkpoint.tree_size, prev_root, checkpoint.root, consistency)
+            except merkle.ProofError as exc:
+                raise StepFailed(f"the batch does not extend the previous tree: {exc}") from exc
+        try:
+            sealed_at = parse_time(header.get("sealed_at", ""))
+        except FormatError as exc:
+            raise StepFailed(str(exc)) from exc
+        delay = (sealed_at - parse_time(self.promise.received_at)).total_seconds()
+        if delay > self.promise.mmd_seconds:
+            raise StepFailed(
+                f"sealed {delay:.0f} s after receipt, beyond the {self.promise.mmd_seconds} s the SET promised"
+            )
+        return f"batch {checkpoint.batch_number} extends tree size {prev_size}, sealed at {format_time(sealed_at)}"
+
+    def anchor(self, anchor: Any) -> tuple[str, str]:
+        if not isinstance(anchor, dict):
+            raise StepFailed("the anchor is not an object")
+        if anchor.get("type") != "rfc3161":
+            raise StepFailed(f"anchor type {anchor.get('type')!r} is not one this verifier checks")
+        text, _ = _open(anchor.get("checkpoint"), self.keys, "anchor checkpoint")
+        anchored = Checkpoint.parse(text)
+        own = self.checkpoint
+        if anchored.origin != own.origin:
+            raise StepFailed("the anchored checkpoint is of another log")
+        proof = _hex_list(anchor.get("consistency"), "anchor consistency")
+        try:
+            merkle.verify_consistency(own.tree_size, anchored.tree_size, own.root, anchored.root, proof)
+        except merkle.ProofError as exc:
+            raise StepFailed(f"the anchored tree does not extend the entry's: {exc}") from exc
+        source = f"time-stamp by {anchor.get('tsa')} of tree size {anchored.tree_size}"
+        if self.tsa_ca_pem is None:
+            return SKIPPED, f"{source}: consistency checked; no TSA CA pinned, so the time-stamp was not"
+        tsr = _b64(anchor.get("tsr_b64"), "anchor tsr_b64")
+        try:
+            stamped_at = timestamp_verify(tsr, message=text.encode(), ca_pem=self.tsa_ca_pem)
+        except TimestampError as exc:
+            raise StepFailed(str(exc)) from exc
+        return OK, f"{source}: existed at {format_time(stamped_at)}"
+
+
+def receipt_verify(
+    receipt: Any,
+    *,
+    keys: list[VerifierKey],
+    tsa_ca_pem: bytes | None = None,
+    document_sha256: bytes | None = None,
+) -> Report:
+    """Runs the steps in order and stops at the first that fails; a receipt of an entry that is
+    not sealed yet verifies up to `set` and reports the rest as pending."""
+    report = Report()
+    if not isinstance(receipt, dict) or receipt.get("version") != RECEIPT_VERSION:
+        report.steps.append(Step("leaf", FAILED, f"not a {RECEIPT_VERSION} receipt"))
+        return report
+    check = _Verification(receipt, keys, tsa_ca_pem, document_sha256)
+
+    def run(name: str, step: Callable[[], str | tuple[str, str]]) -> bool:
+        try:
+            outcome = step()
+        except (StepFailed, FormatError) as exc:
+            report.steps.append(Step(name, FAILED, str(exc)))
+            return False
+        status, detail = outcome if isinstance(outcome, tuple) else (OK, outcome)
+        report.steps.append(Step(name, status, detail))
+        return True
+
+    if not (run("leaf", check.leaf) and run("set", check.set)):
+        return report
+    if receipt.get("proof") is None:
+        for name in ("inclusion", "checkpoint_signature", "batch_header"):
+            report.steps.append(Step(name, PENDING, "not sealed yet: fetch the receipt again later"))
+        return report
+    for name, step in (
+        ("inclusion", check.inclusion),
+        ("checkpoint_signature", check.checkpoint_signature),
+        ("batch_header", check.batch_header),
+    ):
+        if not run(name, step):
+            return report
+    anchors = receipt.get("anchors")
+    if not isinstance(anchors, list):
+        report.steps.append(Step("anchor[0]", FAILED, "anchors is not a list"))
+        return report
+    for position, anchor in enumerate(anchors):
+        if not run(f"anchor[{position}]", lambda anchor=anchor: check.anchor(anchor)):
+            return report
+    return report
