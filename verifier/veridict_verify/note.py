@@ -37,7 +37,7 @@ class VerifierKey:
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
         """Reads `<name>+<hex key id>+<base64(0x01 || public key)>` and checks that the id fits."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # the base64 key may itself hold "+"
         if len(parts) != 3:
             raise NoteError("a verifier key reads <name>+<hex key id>+<base64 key>")
         name, hex_id, encoded = parts
