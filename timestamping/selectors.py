@@ -46,6 +46,11 @@ def entry_get(*, entry_id: Any) -> Entry:
         raise NotInLog(f"there is no entry {entry_id}") from exc
 
 
+def entries_pending_count(*, after: Batch | None) -> int:
+    """Entries not yet sealed, given the latest batch."""
+    return Entry.objects.filter(seq__gt=after.last_seq if after else 0).count()
+
+
 def tree_size_current() -> int:
     latest = batch_latest()
     return latest.tree_size if latest else 0

@@ -1,10 +1,13 @@
-"""Root URLs: the API, its schema and docs, the admin."""
+"""Root URLs: the home page, the API, its schema and docs, the admin."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from timestamping.views import home
+
 urlpatterns = [
+    path("", home, name="home"),
     path("api/v1/", include("timestamping.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
