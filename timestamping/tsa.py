@@ -20,9 +20,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from timestamping.keys import write_secret
 
-# The TSA policy under which every token is issued. It sits under the 2.25 arc (ITU-T X.667: an
-# OID made from a UUID), which needs no registered enterprise number and cannot clash with anybody
-# else's; it names this built-in TSA's policy: stamps say only "this TSA saw this digest then".
+# The policy every token of the built-in TSA names: "this operator's TSA saw this digest then".
+# It sits under the 2.25 arc (ITU-T X.667: an OID made from a random UUID), which needs no
+# registered enterprise number and cannot clash with anybody else's OID.
 POLICY_OID = "2.25.23992986701388631534749680570431919514"
 
 # Digest algorithms a request may use, with the digest length each implies.
@@ -105,8 +105,9 @@ def tsa_create(
     write_secret(key_file, _private_pem(tsa_key))
     _write_new(cert_file, tsa_cert.public_bytes(serialization.Encoding.PEM))
     _write_new(ca_cert_file, ca_cert.public_bytes(serialization.Encoding.PEM))
-    # Without a kept CA key a leaked TSA key cannot be used to mint a second, equally trusted TSA;
-    # rotating means a new CA, published next to the old one.
+    # Once the CA key is discarded nobody, the operator included, can issue a second certificate
+    # that verifiers pinning this CA would trust; rotating means a new CA, published next to the
+    # old one.
     if ca_key_file is not None:
         write_secret(ca_key_file, _private_pem(ca_key))
 
@@ -162,8 +163,13 @@ def _signer() -> _Signer:
 
 @functools.lru_cache(maxsize=4)
 def _signer_load(key_file: Path, key_mtime: int, cert_file: Path, cert_mtime: int) -> _Signer:
-    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-    certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    try:
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"the built-in TSA's {key_file} or {cert_file} is not a PEM key or certificate"
+        ) from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ImproperlyConfigured(f"{key_file} is not an EC private key")
     if key.public_key() != certificate.public_key():
@@ -208,13 +214,16 @@ class _Rejection(Exception):
 
 
 def tsa_stamp(digest: bytes, *, now: datetime | None = None) -> bytes:
-    """Time-stamps a SHA-256 digest; returns the whole DER TimeStampResp, TSA certificate included."""
+    """Time-stamps a SHA-256 digest: the whole DER TimeStampResp, with the TSA certificate."""
     if len(digest) != ACCEPTED_DIGESTS["sha256"]:
         raise ValueError(f"a SHA-256 digest has 32 bytes, not {len(digest)}")
     request = tsp.TimeStampReq(
         {
             "version": "v1",
-            "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": digest},
+            "message_imprint": {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "hashed_message": digest,
+            },
             "nonce": _random_positive(64),
             "cert_req": True,
         }
@@ -224,6 +233,8 @@ def tsa_stamp(digest: bytes, *, now: datetime | None = None) -> bytes:
 
 def tsa_respond(request_der: bytes, *, now: datetime | None = None) -> bytes:
     """Answers a DER TimeStampReq with a DER TimeStampResp: granted, or rejected with a reason."""
+    if now is not None and now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime")
     try:
         request = _request_check(request_der)
     except _Rejection as rejection:
@@ -244,7 +255,8 @@ def tsa_respond(request_der: bytes, *, now: datetime | None = None) -> bytes:
 def _request_check(request_der: bytes) -> tsp.TimeStampReq:
     try:
         request = tsp.TimeStampReq.load(request_der, strict=True)
-        request.native  # noqa: B018 -- asn1crypto parses lazily; this surfaces any malformed field
+        # asn1crypto parses lazily: reading every field now surfaces any malformed one here.
+        request.native  # noqa: B018
     except Exception as exc:  # asn1crypto raises many types on hostile input; all mean the same
         raise _Rejection("bad_data_format", "the request is not a DER TimeStampReq") from exc
     if request["version"].native != "v1":
@@ -285,7 +297,15 @@ def _token(request: tsp.TimeStampReq, signer: _Signer, gen_time: datetime) -> cm
             {"type": "content_type", "values": ["tst_info"]},
             {"type": "message_digest", "values": [hashlib.sha256(tst_info_der).digest()]},
             # CMS (RFC 5652 §11.3) wants UTCTime for signing-time until 2050.
-            {"type": "signing_time", "values": [cms.Time(name="utc_time", value=gen_time)]},
+            {
+                "type": "signing_time",
+                "values": [
+                    cms.Time(
+                        name="utc_time" if gen_time.year < 2050 else "generalized_time",
+                        value=gen_time,
+                    )
+                ],
+            },
             {
                 # RFC 5816: binds the signature to this one certificate, so a verifier cannot be
                 # handed another certificate with the same key.

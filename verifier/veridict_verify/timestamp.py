@@ -16,7 +16,6 @@ from rfc3161_client import (
 )
 
 SHA256_OID = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
-GENERALIZED_TIME_TAG = 0x18
 
 
 class TimestampError(ValueError):
@@ -36,7 +35,7 @@ def timestamp_verify(tsr_der: bytes, *, message: bytes, ca_pem: bytes) -> dateti
         # Given the token's own imprint, this checks only who signed it; which message it covers
         # is checked below, so that each failure gets its own explanation.
         verifier.build().verify(response, imprint.message)
-    except VerificationError as exc:
+    except (VerificationError, ValueError) as exc:  # ValueError: a certificate that is no X.509
         raise TimestampError(f"the time-stamp is not signed by the pinned TSA CA ({exc})") from exc
 
     if imprint.hash_algorithm != SHA256_OID:
@@ -46,7 +45,8 @@ def timestamp_verify(tsr_der: bytes, *, message: bytes, ca_pem: bytes) -> dateti
         )
     if not hmac.compare_digest(imprint.message, hashlib.sha256(message).digest()):
         raise TimestampError("the time-stamp covers a different message")
-    return _gen_time(response.tst_info.as_bytes())
+    # rfc3161-client gives genTime to the second; the signed TSTInfo may hold a finer fraction.
+    return response.tst_info.gen_time.astimezone(UTC)
 
 
 def _pinned_roots(ca_pem: bytes) -> list[x509.Certificate]:
@@ -85,41 +85,3 @@ def _decode(tsr_der: bytes) -> TimeStampResponse:
             "certReq), so it cannot be checked against the pinned CA"
         )
     return response
-
-
-def _gen_time(tst_info_der: bytes) -> datetime:
-    # rfc3161-client drops the fraction of genTime, and the built-in TSA stamps to the
-    # microsecond, so genTime is read from the (already verified) TSTInfo itself:
-    # TSTInfo ::= SEQUENCE { version, policy, messageImprint, serialNumber, genTime, ... }
-    try:
-        _, offset, _ = _der_element(tst_info_der, 0)
-        for _ in range(4):
-            _, _, offset = _der_element(tst_info_der, offset)
-        tag, start, end = _der_element(tst_info_der, offset)
-        if tag != GENERALIZED_TIME_TAG:
-            raise ValueError("genTime is not a GeneralizedTime")
-        text = tst_info_der[start:end].decode("ascii")
-        # DER: YYYYMMDDHHMMSS, an optional fraction without trailing zeros, then Z.
-        if not text.endswith("Z"):
-            raise ValueError("genTime is not in UTC")
-        seconds = datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-        fraction = text[14:-1]
-        if fraction and (fraction[0] != "." or not fraction[1:].isdigit()):
-            raise ValueError("genTime has a malformed fraction")
-        microseconds = int(fraction[1:7].ljust(6, "0")) if fraction else 0
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
-        raise TimestampError(f"the time-stamp's genTime cannot be read ({exc})") from exc
-    return seconds.replace(microsecond=microseconds)
-
-
-def _der_element(der: bytes, offset: int) -> tuple[int, int, int]:
-    """The tag, content start and content end of the DER element at offset."""
-    tag, length = der[offset], der[offset + 1]
-    start = offset + 2
-    if length & 0x80:
-        size = length & 0x7F
-        length = int.from_bytes(der[start : start + size], "big")
-        start += size
-    if start + length > len(der):
-        raise ValueError("a DER element runs past the end of the TSTInfo")
-    return tag, start, start + length
