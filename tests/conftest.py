@@ -1,4 +1,4 @@
-"""Shared fixtures: keys for the whole run, service checks, and the append-only bypass for flushes."""
+"""Shared fixtures: keys for the run, service checks, the append-only bypass for flushes."""
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from django.conf import settings
 
-    vendor = "postgres" if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") else "sqlite"
+    vendor = (
+        "postgres" if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") else "sqlite"
+    )
     other = "sqlite" if vendor == "postgres" else "postgres"
     for item in items:
         if item.get_closest_marker(other):
@@ -74,7 +76,9 @@ def ledger_keys(tmp_path_factory: pytest.TempPathFactory):
     for name, path in paths.items():
         os.environ[f"VERIDICT_{name}"] = str(path)
     with override_settings(LOG_SIGNING_KEY="", **paths):
-        keys.write_secret(paths["LOG_SIGNING_KEY_FILE"], keys.private_key_pem(Ed25519PrivateKey.generate()))
+        keys.write_secret(
+            paths["LOG_SIGNING_KEY_FILE"], keys.private_key_pem(Ed25519PrivateKey.generate())
+        )
         tsa.tsa_create(
             key_file=paths["TSA_KEY_FILE"],
             cert_file=paths["TSA_CERT_FILE"],

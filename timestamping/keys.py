@@ -73,6 +73,7 @@ def log_key_publish(key: VerifierKey) -> None:
     if verifier in published_keys:
         return
     LogKey.objects.get_or_create(
-        key_id=key.key_id.hex(), defaults={"verifier_key": verifier, "first_used_at": timezone.now()}
+        key_id=key.key_id.hex(),
+        defaults={"verifier_key": verifier, "first_used_at": timezone.now()},
     )
     transaction.on_commit(lambda: published_keys.add(verifier))

@@ -172,5 +172,7 @@ def receipt_tlog_proof(*, entry: Entry) -> str:
         f"extra {receipt['entry']['canonical_b64']}",
         f"index {receipt['proof']['leaf_index']}",
     ]
-    lines += [base64.b64encode(bytes.fromhex(step)).decode() for step in receipt["proof"]["inclusion"]]
+    lines += [
+        base64.b64encode(bytes.fromhex(step)).decode() for step in receipt["proof"]["inclusion"]
+    ]
     return "\n".join(lines) + "\n\n" + receipt["checkpoint"]

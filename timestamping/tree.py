@@ -27,7 +27,7 @@ class NewTile:
 
 
 def _tile_need(height: int, index: int) -> tuple[int, int, int]:
-    """The tile (level, index) and the width it must have to hold perfect subtree (height, index)."""
+    """The tile (level, index) holding perfect subtree (height, index), and the width it needs."""
     level, rest = divmod(height, TILE_HEIGHT)
     last = ((index + 1) << rest) - 1  # last position at this tile level that the subtree covers
     return level, last // TILE_WIDTH, last % TILE_WIDTH + 1
@@ -59,8 +59,9 @@ def tiles_load(needs: Iterable[tuple[int, int, int]]) -> dict[TileKey, bytes]:
 class TreeView:
     """Answers MTH(D[lo:hi]) from tiles, loading all that one computation needs in one query.
 
-    `compute` runs a proof or root computation twice: first with placeholder hashes to learn which
-    perfect subtrees it asks for (the shape of a proof does not depend on hash values), then for real.
+    `compute` runs a proof or root computation twice: first with placeholder hashes to learn
+    which perfect subtrees it asks for (a proof's shape does not depend on hash values), then
+    for real.
     """
 
     def __init__(self, overlay: dict[TileKey, bytes] | None = None) -> None:
@@ -75,7 +76,9 @@ class TreeView:
         return merkle.root_from_leaves(hashes)
 
     def range_hash(self, lo: int, hi: int) -> bytes:
-        return merkle.fold_right([self.subtree_hash(h, i) for h, i in merkle.perfect_subtrees(lo, hi)])
+        return merkle.fold_right(
+            [self.subtree_hash(h, i) for h, i in merkle.perfect_subtrees(lo, hi)]
+        )
 
     def compute(self, computation: Callable[[merkle.RangeHash], list[bytes]]) -> list[bytes]:
         needs: set[tuple[int, int, int]] = set()
@@ -118,7 +121,11 @@ def tree_extend(old_size: int, leaf_hashes: list[bytes]) -> list[NewTile]:
         after = before + len(additions)
         first_tile = before // TILE_WIDTH
         prefix_width = before % TILE_WIDTH
-        prefix = tiles_load([(level, first_tile, prefix_width)])[(level, first_tile)] if prefix_width else b""
+        prefix = (
+            tiles_load([(level, first_tile, prefix_width)])[(level, first_tile)]
+            if prefix_width
+            else b""
+        )
         stream = prefix[: prefix_width * HASH] + b"".join(additions)
         parents: list[bytes] = []
         for tile_index in range(first_tile, (after - 1) // TILE_WIDTH + 1):
@@ -127,7 +134,9 @@ def tree_extend(old_size: int, leaf_hashes: list[bytes]) -> list[NewTile]:
             new_tiles.append(NewTile(level, tile_index, hashes))
             if len(hashes) == TILE_WIDTH * HASH:
                 parents.append(
-                    merkle.root_from_leaves([hashes[i : i + HASH] for i in range(0, len(hashes), HASH)])
+                    merkle.root_from_leaves(
+                        [hashes[i : i + HASH] for i in range(0, len(hashes), HASH)]
+                    )
                 )
         level, before, additions = level + 1, before // TILE_WIDTH, parents
     return new_tiles

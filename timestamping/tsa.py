@@ -87,9 +87,7 @@ def tsa_create(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            _key_usage(digital_signature=True, content_commitment=True), critical=True
-        )
+        .add_extension(_key_usage(digital_signature=True, content_commitment=True), critical=True)
         # RFC 3161 §2.3: the TSA certificate holds this one purpose, marked critical; OpenSSL
         # and rfc3161-client both refuse tokens whose signer certificate lacks it.
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)

@@ -16,7 +16,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     fields = detail if isinstance(detail, dict) and "detail" not in detail else {}
     message = detail.get("detail") if isinstance(detail, dict) else detail
     if fields:
-        message = "; ".join(f"{name}: {' '.join(map(str, errs)) if isinstance(errs, list) else errs}" for name, errs in fields.items())
+        message = "; ".join(
+            f"{name}: {' '.join(map(str, errs)) if isinstance(errs, list) else errs}"
+            for name, errs in fields.items()
+        )
     code = getattr(exc, "default_code", "error")
     response.data = {"error": {"code": code, "message": str(message), "fields": fields}}
     return response

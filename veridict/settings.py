@@ -85,10 +85,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "veridict_cache"}
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "veridict_cache",
+        }
     }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -140,12 +145,16 @@ LOG_ORIGIN = env("VERIDICT_LOG_ORIGIN", default="veridict.local/log")
 # The Ed25519 log signing key: PEM text in VERIDICT_LOG_SIGNING_KEY, else the PEM file named here
 # (created by `manage.py create_log_key`). Never in the database or the repository.
 LOG_SIGNING_KEY = env("VERIDICT_LOG_SIGNING_KEY", default="")
-LOG_SIGNING_KEY_FILE = Path(env("VERIDICT_LOG_SIGNING_KEY_FILE", default=str(VAR_DIR / "keys" / "log-signing.pem")))
+LOG_SIGNING_KEY_FILE = Path(
+    env("VERIDICT_LOG_SIGNING_KEY_FILE", default=str(VAR_DIR / "keys" / "log-signing.pem"))
+)
 # The built-in RFC 3161 TSA: its private key, its certificate and the CA that issued it (PEM files,
 # created by `manage.py create_tsa`). Only the CA certificate is published.
 TSA_KEY_FILE = Path(env("VERIDICT_TSA_KEY_FILE", default=str(VAR_DIR / "keys" / "tsa-key.pem")))
 TSA_CERT_FILE = Path(env("VERIDICT_TSA_CERT_FILE", default=str(VAR_DIR / "keys" / "tsa-cert.pem")))
-TSA_CA_CERT_FILE = Path(env("VERIDICT_TSA_CA_CERT_FILE", default=str(VAR_DIR / "keys" / "tsa-ca.pem")))
+TSA_CA_CERT_FILE = Path(
+    env("VERIDICT_TSA_CA_CERT_FILE", default=str(VAR_DIR / "keys" / "tsa-ca.pem"))
+)
 # Maximum merge delay: every SET promises that its entry is sealed within this many seconds.
 MMD_SECONDS = env.int("VERIDICT_MMD_SECONDS", default=60)
 SEAL_INTERVAL_SECONDS = env.float("VERIDICT_SEAL_INTERVAL", default=5.0)

@@ -9,7 +9,7 @@ from veridict_verify.receipt import receipt_verify
 
 from timestamping import keys, selectors, tree
 from timestamping.models import Batch, Entry
-from timestamping.services import EnvelopeError, batch_seal, entry_append
+from timestamping.services import EnvelopeError, entry_append
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +54,9 @@ def test_batches_chain_and_the_stored_root_is_the_root_of_all_leaves(seal):
     leaf_hashes = [bytes(e.leaf_hash) for e in entries]
     assert bytes(batches[-1].root) == merkle.root_from_leaves(leaf_hashes)
     for batch in batches:
-        assert tree.tree_root(batch.tree_size) == merkle.root_from_leaves(leaf_hashes[: batch.tree_size])
+        assert tree.tree_root(batch.tree_size) == merkle.root_from_leaves(
+            leaf_hashes[: batch.tree_size]
+        )
 
 
 def test_every_receipt_in_several_batches_verifies(tsa_ca_pem, seal):
@@ -64,7 +66,9 @@ def test_every_receipt_in_several_batches_verifies(tsa_ca_pem, seal):
         seal()
     pinned = [keys.verifier_key()]
     for entry in entries[::7] + entries[-2:]:
-        report = receipt_verify(selectors.receipt_get(entry=entry), keys=pinned, tsa_ca_pem=tsa_ca_pem)
+        report = receipt_verify(
+            selectors.receipt_get(entry=entry), keys=pinned, tsa_ca_pem=tsa_ca_pem
+        )
         assert report.ok, report.steps
 
 
@@ -112,10 +116,16 @@ def test_inclusion_and_consistency_proofs_from_the_api_selectors_verify(seal):
     for entry in entries[::53]:
         proof = selectors.proof_inclusion(leaf_hash=bytes(entry.leaf_hash), tree_size=600)
         merkle.verify_inclusion(
-            proof["leaf_index"], 600, bytes(entry.leaf_hash), [bytes.fromhex(h) for h in proof["hashes"]], root
+            proof["leaf_index"],
+            600,
+            bytes(entry.leaf_hash),
+            [bytes.fromhex(h) for h in proof["hashes"]],
+            root,
         )
     old_root = tree.tree_root(250)
-    merkle.verify_consistency(250, 600, old_root, root, selectors.proof_consistency(old_size=250, new_size=600))
+    merkle.verify_consistency(
+        250, 600, old_root, root, selectors.proof_consistency(old_size=250, new_size=600)
+    )
 
 
 def test_a_receipt_does_not_verify_under_another_key(tsa_ca_pem, seal):
@@ -123,6 +133,10 @@ def test_a_receipt_does_not_verify_under_another_key(tsa_ca_pem, seal):
 
     (entry,) = append(1)
     seal()
-    stranger = VerifierKey.from_public_key(keys.verifier_key().name, Ed25519PrivateKey.generate().public_key())
-    report = receipt_verify(selectors.receipt_get(entry=entry), keys=[stranger], tsa_ca_pem=tsa_ca_pem)
+    stranger = VerifierKey.from_public_key(
+        keys.verifier_key().name, Ed25519PrivateKey.generate().public_key()
+    )
+    report = receipt_verify(
+        selectors.receipt_get(entry=entry), keys=[stranger], tsa_ca_pem=tsa_ca_pem
+    )
     assert report.failed.name == "set"

@@ -206,7 +206,8 @@ def test_openssl_reads_a_rejection_and_its_reason(tsa_files, tmp_path):
         pytest.param(request_der(algorithm="md5", digest=b"\x11" * 16), "bad_alg", id="md5"),
         pytest.param(request_der(digest=b"\x11" * 31), "bad_data_format", id="short imprint"),
         pytest.param(
-            request_der(algorithm="sha512", digest=b"\x11" * 32), "bad_data_format",
+            request_der(algorithm="sha512", digest=b"\x11" * 32),
+            "bad_data_format",
             id="sha512 with a sha256-long imprint",
         ),  # fmt: skip
         pytest.param(b"", "bad_data_format", id="empty"),

@@ -32,10 +32,23 @@ def sealed_receipt(seal, tmp_path, ledger_keys):
 
 
 def test_a_valid_receipt_prints_every_step_and_exits_zero(sealed_receipt, ledger_keys):
-    result = verify(str(sealed_receipt), "--key", str(keys.verifier_key()), "--tsa-ca", str(ledger_keys["TSA_CA_CERT_FILE"]))
+    result = verify(
+        str(sealed_receipt),
+        "--key",
+        str(keys.verifier_key()),
+        "--tsa-ca",
+        str(ledger_keys["TSA_CA_CERT_FILE"]),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     names = [line.split()[1] for line in result.stdout.splitlines()[:-1]]
-    assert names == ["leaf", "set", "inclusion", "checkpoint_signature", "batch_header", "anchor[0]"]
+    assert names == [
+        "leaf",
+        "set",
+        "inclusion",
+        "checkpoint_signature",
+        "batch_header",
+        "anchor[0]",
+    ]
     assert result.stdout.splitlines()[-1] == "VERIFIED"
 
 
@@ -61,7 +74,9 @@ def test_without_a_pinned_tsa_ca_the_anchor_is_reported_skipped_not_verified(sea
 def test_document_flag_checks_the_registered_digest(sealed_receipt, tmp_path):
     other = tmp_path / "other.bin"
     other.write_bytes(b"not the registered document")
-    result = verify(str(sealed_receipt), "--key", str(keys.verifier_key()), "--document", str(other))
+    result = verify(
+        str(sealed_receipt), "--key", str(keys.verifier_key()), "--document", str(other)
+    )
     assert result.returncode == 1
     assert "FAILED   leaf" in result.stdout
 
@@ -71,7 +86,9 @@ def test_document_flag_accepts_the_registered_file(tmp_path, seal):
 
     document = tmp_path / "contract.pdf"
     document.write_bytes(b"%PDF-1.7 a contract")
-    entry, _ = entry_append(kind="document", envelope={"sha256": hashlib.sha256(document.read_bytes()).hexdigest()})
+    entry, _ = entry_append(
+        kind="document", envelope={"sha256": hashlib.sha256(document.read_bytes()).hexdigest()}
+    )
     seal()
     receipt = tmp_path / "receipt.json"
     receipt.write_text(json.dumps(selectors.receipt_get(entry=entry)))

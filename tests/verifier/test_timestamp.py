@@ -65,7 +65,9 @@ def test_a_fresh_stamp_verifies_and_gives_its_gen_time(ca_pem):
 
 def test_gen_time_comes_back_to_the_second(ca_pem):
     now = datetime(2031, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
-    assert timestamp_verify(stamp(BODY, now=now), message=BODY, ca_pem=ca_pem) == now.replace(microsecond=0)
+    assert timestamp_verify(stamp(BODY, now=now), message=BODY, ca_pem=ca_pem) == now.replace(
+        microsecond=0
+    )
 
 
 def test_a_ca_bundle_holding_the_pinned_ca_among_others_is_accepted(ca_pem, tmp_path):

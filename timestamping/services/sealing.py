@@ -87,7 +87,9 @@ def batch_seal(*, max_entries: int | None = None) -> Batch | None:
                 "v": 1,
                 "origin": settings.LOG_ORIGIN,
                 "number": number,
-                "prev_header_hash": bytes(previous.header_hash).hex() if previous else ZERO_HASH_HEX,
+                "prev_header_hash": bytes(previous.header_hash).hex()
+                if previous
+                else ZERO_HASH_HEX,
                 "prev_tree_size": old_size,
                 "prev_root": bytes(previous.root).hex() if previous else tree.tree_root(0).hex(),
                 "tree_size": new_size,

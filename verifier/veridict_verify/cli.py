@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="a log verifier key <name>+<hex id>+<base64> (repeat for past keys)",
     )
-    parser.add_argument("--tsa-ca", type=Path, action="append", default=[], help="a TSA CA certificate (PEM)")
+    parser.add_argument(
+        "--tsa-ca", type=Path, action="append", default=[], help="a TSA CA certificate (PEM)"
+    )
     parser.add_argument("--document", type=Path, help="check that the entry registers this file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser

@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SET_HEADER = "veridict/set/v1"
 BATCH_EXTENSION = "veridict-batch"
@@ -23,13 +23,13 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds and a Z: the one time format of leaves and SETs."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str) -> datetime:
     if not RFC3339_MICROS.fullmatch(text):
         raise FormatError(f"time {text!r} is not RFC 3339 UTC with microseconds and Z")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def _parse_decimal(text: str, what: str) -> int:
@@ -99,7 +99,9 @@ class SignedEntryTimestamp:
     def parse(cls, body: str) -> SignedEntryTimestamp:
         lines = body.split("\n")
         if len(lines) != 6 or lines[0] != SET_HEADER or lines[-1] != "":
-            raise FormatError(f"a signed entry timestamp starts with {SET_HEADER} and has five lines")
+            raise FormatError(
+                f"a signed entry timestamp starts with {SET_HEADER} and has five lines"
+            )
         parse_time(lines[3])
         return cls(
             origin=lines[1],

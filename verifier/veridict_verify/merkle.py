@@ -123,7 +123,9 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
     for position, sibling in enumerate(proof):
         _check_hash(sibling, f"proof hash {position}")
         if sn == 0:
-            raise ProofError(f"proof has {len(proof)} hashes, more than a tree of size {size} needs")
+            raise ProofError(
+                f"proof has {len(proof)} hashes, more than a tree of size {size} needs"
+            )
         if fn & 1 or fn == sn:
             root = node_hash(sibling, root)
             while not fn & 1 and fn:
@@ -136,10 +138,14 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
     return root
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes) -> None:
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
+) -> None:
     _check_hash(root, "root")
     if root_from_inclusion_proof(index, size, leaf, proof) != root:
-        raise ProofError(f"inclusion proof of leaf {index} does not lead to the root of tree size {size}")
+        raise ProofError(
+            f"inclusion proof of leaf {index} does not lead to the root of tree size {size}"
+        )
 
 
 def verify_consistency(
@@ -163,7 +169,9 @@ def verify_consistency(
     for position, step in enumerate(proof):
         _check_hash(step, f"proof hash {position}")
     path = list(proof)
-    if old_size & (old_size - 1) == 0:  # the old tree is a perfect subtree: its root starts the path
+    if (
+        old_size & (old_size - 1) == 0
+    ):  # the old tree is a perfect subtree: its root starts the path
         path.insert(0, old_root)
     fn, sn = old_size - 1, new_size - 1
     while fn & 1:

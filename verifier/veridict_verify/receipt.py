@@ -162,7 +162,10 @@ class _Verification:
         if promise.received_at != self.entry.get("received_at"):
             raise StepFailed("the SET gives another received_at")
         self.promise = promise
-        return f"signed by {key.name}+{key.key_id.hex()}: include by {promise.mmd_seconds} s after {promise.received_at}"
+        return (
+            f"signed by {key.name}+{key.key_id.hex()}: "
+            f"include by {promise.mmd_seconds} s after {promise.received_at}"
+        )
 
     def inclusion(self) -> str:
         proof = self.receipt.get("proof")
@@ -173,7 +176,9 @@ class _Verification:
         if not isinstance(index, int) or not isinstance(size, int):
             raise StepFailed("proof.leaf_index and proof.tree_size must be integers")
         if size != checkpoint.tree_size:
-            raise StepFailed(f"proof.tree_size {size} is not the checkpoint's size {checkpoint.tree_size}")
+            raise StepFailed(
+                f"proof.tree_size {size} is not the checkpoint's size {checkpoint.tree_size}"
+            )
         path = _hex_list(proof.get("inclusion"), "proof.inclusion")
         leaf_hash = _hex_hash(self.entry.get("leaf_hash"), "entry.leaf_hash")
         try:
@@ -216,7 +221,10 @@ class _Verification:
         if batch.get("number") != checkpoint.batch_number:
             raise StepFailed("batch.number is not the checkpoint's batch number")
         prev_size = header.get("prev_tree_size")
-        if not isinstance(prev_size, int) or not prev_size <= self.leaf_index < checkpoint.tree_size:
+        if (
+            not isinstance(prev_size, int)
+            or not prev_size <= self.leaf_index < checkpoint.tree_size
+        ):
             raise StepFailed(f"leaf {self.leaf_index} is not among this batch's leaves")
         prev_root = _hex_hash(header.get("prev_root"), "header prev_root")
         consistency = _hex_list(header.get("consistency"), "header consistency")
@@ -226,7 +234,9 @@ class _Verification:
         else:
             _hex_hash(header.get("prev_header_hash"), "header prev_header_hash")
             try:
-                merkle.verify_consistency(prev_size, checkpoint.tree_size, prev_root, checkpoint.root, consistency)
+                merkle.verify_consistency(
+                    prev_size, checkpoint.tree_size, prev_root, checkpoint.root, consistency
+                )
             except merkle.ProofError as exc:
                 raise StepFailed(f"the batch does not extend the previous tree: {exc}") from exc
         try:
@@ -236,9 +246,13 @@ class _Verification:
         delay = (sealed_at - parse_time(self.promise.received_at)).total_seconds()
         if delay > self.promise.mmd_seconds:
             raise StepFailed(
-                f"sealed {delay:.0f} s after receipt, beyond the {self.promise.mmd_seconds} s the SET promised"
+                f"sealed {delay:.0f} s after receipt, "
+                f"beyond the {self.promise.mmd_seconds} s the SET promised"
             )
-        return f"batch {checkpoint.batch_number} extends tree size {prev_size}, sealed at {format_time(sealed_at)}"
+        return (
+            f"batch {checkpoint.batch_number} extends tree size {prev_size}, "
+            f"sealed at {format_time(sealed_at)}"
+        )
 
     def anchor(self, anchor: Any) -> tuple[str, str]:
         if not isinstance(anchor, dict):
@@ -252,12 +266,17 @@ class _Verification:
             raise StepFailed("the anchored checkpoint is of another log")
         proof = _hex_list(anchor.get("consistency"), "anchor consistency")
         try:
-            merkle.verify_consistency(own.tree_size, anchored.tree_size, own.root, anchored.root, proof)
+            merkle.verify_consistency(
+                own.tree_size, anchored.tree_size, own.root, anchored.root, proof
+            )
         except merkle.ProofError as exc:
             raise StepFailed(f"the anchored tree does not extend the entry's: {exc}") from exc
         source = f"time-stamp by {anchor.get('tsa')} of tree size {anchored.tree_size}"
         if self.tsa_ca_pem is None:
-            return SKIPPED, f"{source}: consistency checked; no TSA CA pinned, so the time-stamp was not"
+            return (
+                SKIPPED,
+                f"{source}: consistency checked; no TSA CA pinned, so the time-stamp was not",
+            )
         tsr = _b64(anchor.get("tsr_b64"), "anchor tsr_b64")
         try:
             stamped_at = timestamp_verify(tsr, message=text.encode(), ca_pem=self.tsa_ca_pem)
@@ -295,7 +314,9 @@ def receipt_verify(
         return report
     if receipt.get("proof") is None:
         for name in ("inclusion", "checkpoint_signature", "batch_header"):
-            report.steps.append(Step(name, PENDING, "not sealed yet: fetch the receipt again later"))
+            report.steps.append(
+                Step(name, PENDING, "not sealed yet: fetch the receipt again later")
+            )
         return report
     for name, step in (
         ("inclusion", check.inclusion),

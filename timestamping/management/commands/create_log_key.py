@@ -14,7 +14,8 @@ from timestamping import keys
 
 class Command(BaseCommand):
     help = (
-        "Create the log signing key at VERIDICT_LOG_SIGNING_KEY_FILE (nothing happens if it exists). "
+        "Create the log signing key at VERIDICT_LOG_SIGNING_KEY_FILE (if it exists, nothing "
+        "happens). "
         "--rotate retires the current key: its public half stays published, so everything it "
         "signed keeps verifying; its private half is deleted."
     )
