@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.db.models import Q
+from django.db import connection
 from veridict_verify import merkle
 
 TILE_HEIGHT = 8
@@ -34,7 +34,11 @@ def _tile_need(height: int, index: int) -> tuple[int, int, int]:
 
 
 def tiles_load(needs: Iterable[tuple[int, int, int]]) -> dict[TileKey, bytes]:
-    """The widest stored version of each (level, index) tile that is at least as wide as needed."""
+    """The narrowest stored version of each (level, index) tile that is at least as wide as needed.
+
+    One query, one row per tile: a tile that grew one leaf at a time is stored at up to 256 widths,
+    and fetching every version wide enough would read hundreds of rows for one proof.
+    """
     wanted: dict[TileKey, int] = {}
     for level, index, width in needs:
         wanted[(level, index)] = max(width, wanted.get((level, index), 0))
@@ -42,14 +46,28 @@ def tiles_load(needs: Iterable[tuple[int, int, int]]) -> dict[TileKey, bytes]:
         return {}
     from timestamping.models import Tile
 
-    condition = Q()
+    # Raw SQL: built as ORM subqueries, this cost more than running it. Only quoted names and
+    # placeholders go into the text.
+    ops = connection.ops
+    table = ops.quote_name(Tile._meta.db_table)
+    level_col, index_col, width_col = (ops.quote_name(c) for c in ("level", "index", "width"))
+    # Every stored version of a tile agrees on the hashes they share, so the narrowest wide enough
+    # will do; the unique (level, index, width) index answers each MIN directly.
+    one_tile = (
+        f"({level_col} = %s AND {index_col} = %s AND {width_col} = (SELECT MIN({width_col}) "  # noqa: S608
+        f"FROM {table} WHERE {level_col} = %s AND {index_col} = %s AND {width_col} >= %s))"
+    )
+    params: list[int] = []
     for (level, index), width in wanted.items():
-        condition |= Q(level=level, index=index, width__gte=width)
+        params += [level, index, level, index, width]
+    hashes_col = ops.quote_name("hashes")
+    where = " OR ".join([one_tile] * len(wanted))
+    sql = f"SELECT {level_col}, {index_col}, {hashes_col} FROM {table} WHERE {where}"  # noqa: S608
     found: dict[TileKey, bytes] = {}
-    for level, index, hashes in (
-        Tile.objects.filter(condition).order_by("width").values_list("level", "index", "hashes")
-    ):
-        found[(level, index)] = bytes(hashes)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for level, index, hashes in cursor.fetchall():
+            found[(level, index)] = bytes(hashes)
     missing = sorted(set(wanted) - set(found))
     if missing:
         raise LookupError(f"tree tiles {missing} are not stored")
