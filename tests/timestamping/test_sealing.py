@@ -43,7 +43,7 @@ def test_a_pending_receipt_verifies_its_set_and_says_it_is_pending():
 
 def test_batches_chain_and_the_stored_root_is_the_root_of_all_leaves(seal):
     entries = []
-    for size in (1, 300, 2, 255, 70_0):
+    for size in (1, 300, 2, 255, 700):
         entries += append(size, start=len(entries))
         seal()
     batches = list(Batch.objects.order_by("number"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -42,6 +43,8 @@ class VerifierKey:
             raise NoteError("a verifier key reads <name>+<hex key id>+<base64 key>")
         name, hex_id, encoded = parts
         _check_name(name)
+        if not re.fullmatch(r"[0-9a-f]{8}", hex_id):
+            raise NoteError(f"verifier key id {hex_id!r} is not 8 lower-case hex digits")
         try:
             raw = base64.b64decode(encoded, validate=True)
             claimed_id = bytes.fromhex(hex_id)
@@ -87,8 +90,10 @@ def note_split(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
     if cut < 0 or not note.endswith("\n"):
         raise NoteError("not a signed note: no blank line before the signatures")
     text, block = note[: cut + 1], note[cut + 2 :]
+    if any(ch < " " and ch != "\n" for ch in note):
+        raise NoteError("a note holds no control characters but newlines")
     signatures = []
-    for line in block.splitlines():
+    for line in block[:-1].split("\n"):
         if not line.startswith(SIGNATURE_PREFIX):
             raise NoteError(f"signature line {line!r} does not start with an em dash")
         name, _, encoded = line[len(SIGNATURE_PREFIX) :].partition(" ")
