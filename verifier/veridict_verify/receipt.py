@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -330,6 +331,6 @@ def receipt_verify(
         report.steps.append(Step("anchor[0]", FAILED, "anchors is not a list"))
         return report
     for position, anchor in enumerate(anchors):
-        if not run(f"anchor[{position}]", lambda anchor=anchor: check.anchor(anchor)):
+        if not run(f"anchor[{position}]", functools.partial(check.anchor, anchor)):
             return report
     return report
