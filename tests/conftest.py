@@ -96,10 +96,15 @@ def _published_keys_forgotten():
 @pytest.fixture(autouse=True)
 def _append_only_bypassed_for_flush(request: pytest.FixtureRequest):
     """Lets pytest-django's flush after a transactional test TRUNCATE the append-only tables."""
-    if "transactional_db" not in request.fixturenames or connection.vendor != "postgresql":
+    marker = request.node.get_closest_marker("django_db")
+    by_marker = marker is not None and marker.kwargs.get("transaction", False)
+    if connection.vendor != "postgresql" or not (
+        by_marker or "transactional_db" in request.fixturenames
+    ):
         yield
         return
-    request.getfixturevalue("transactional_db")
+    # The database fixture must be set up first, so that its flush runs after this teardown.
+    request.getfixturevalue("_django_db_helper" if by_marker else "transactional_db")
     with connection.cursor() as cursor:
         cursor.execute("SET session_replication_role = origin")
     yield

@@ -15,6 +15,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +25,22 @@ from timestamping.models import LogKey
 
 RECEIPT_MEDIA_TYPE = "application/vnd.veridict.receipt+json"
 HEX_HASH = r"^[0-9a-f]{64}$"
+
+
+class PlainTextRenderer(BaseRenderer):
+    """Lets content negotiation accept text/plain for views that answer signed notes."""
+
+    media_type = "text/plain"
+    format = "txt"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):  # type: ignore[no-untyped-def]
+        # Only error bodies reach a renderer here (successes are HttpResponses): keep them JSON.
+        return json.dumps(data).encode()
+
+
+class ReceiptRenderer(JSONRenderer):
+    media_type = RECEIPT_MEDIA_TYPE
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -46,6 +63,8 @@ def _not_found(exc: selectors.NotInLog) -> NotFound:
 
 
 class CheckpointView(APIView):
+    renderer_classes = [JSONRenderer, PlainTextRenderer]
+
     @extend_schema(
         summary="The latest signed checkpoint (C2SP tlog-checkpoint)",
         responses={(200, "text/plain"): OpenApiTypes.STR, 404: NOT_FOUND},
@@ -148,6 +167,8 @@ class BatchView(APIView):
 
 
 class ReceiptView(APIView):
+    renderer_classes = [JSONRenderer, ReceiptRenderer, PlainTextRenderer]
+
     @extend_schema(
         summary="The entry's receipt, verifiable offline (veridict-verify, the portal)",
         description=(

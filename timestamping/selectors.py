@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from veridict_verify.formats import format_time
 from veridict_verify.note import note_split
 
@@ -42,7 +43,7 @@ def batch_of_entry(*, entry: Entry) -> Batch | None:
 def entry_get(*, entry_id: Any) -> Entry:
     try:
         return Entry.objects.get(uuid=entry_id)
-    except (Entry.DoesNotExist, ValueError) as exc:
+    except (Entry.DoesNotExist, ValueError, ValidationError) as exc:
         raise NotInLog(f"there is no entry {entry_id}") from exc
 
 

@@ -8,6 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+# Django's own exceptions (Http404, PermissionDenied) carry no DRF code.
+CODES_BY_STATUS = {403: "permission_denied", 404: "not_found"}
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -20,6 +24,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             f"{name}: {' '.join(map(str, errs)) if isinstance(errs, list) else errs}"
             for name, errs in fields.items()
         )
-    code = getattr(exc, "default_code", "error")
+    code = getattr(exc, "default_code", None) or CODES_BY_STATUS.get(response.status_code, "error")
     response.data = {"error": {"code": code, "message": str(message), "fields": fields}}
     return response
