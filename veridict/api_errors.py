@@ -7,7 +7,6 @@ from typing import Any
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-
 # Django's own exceptions (Http404, PermissionDenied) carry no DRF code.
 CODES_BY_STATUS = {403: "permission_denied", 404: "not_found"}
 
