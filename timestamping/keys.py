@@ -35,12 +35,18 @@ def _load(pem: bytes) -> Ed25519PrivateKey:
     return key
 
 
+@functools.lru_cache(maxsize=8)
+def _load_file(path: str, mtime_ns: int) -> Ed25519PrivateKey:
+    """Read once per version of the file: a rotation writes a new file, with a new mtime."""
+    return _load(Path(path).read_bytes())
+
+
 def signing_key() -> Ed25519PrivateKey:
     if settings.LOG_SIGNING_KEY:
         return _load(settings.LOG_SIGNING_KEY.encode())
     path = Path(settings.LOG_SIGNING_KEY_FILE)
     try:
-        return _load(path.read_bytes())
+        return _load_file(str(path), path.stat().st_mtime_ns)
     except FileNotFoundError as exc:
         raise ImproperlyConfigured(
             f"no log signing key at {path}: run `python manage.py create_log_key`"

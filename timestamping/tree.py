@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -74,6 +75,21 @@ def tiles_load(needs: Iterable[tuple[int, int, int]]) -> dict[TileKey, bytes]:
     return found
 
 
+@functools.lru_cache(maxsize=512)  # about 17 MB of hashes when full
+def tile_nodes(tile: bytes) -> tuple[tuple[bytes, ...], ...]:
+    """Every perfect subtree inside a tile, by height: row 0 is the tile's own hashes.
+
+    Keyed by the tile's bytes, so a cached answer can never be stale: a tile that grows is other
+    bytes. Proofs keep asking for the same few tiles near the right edge of the tree.
+    """
+    row = tuple(tile[i : i + HASH] for i in range(0, len(tile), HASH))
+    rows = [row]
+    for _ in range(TILE_HEIGHT):
+        row = tuple(merkle.node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2))
+        rows.append(row)
+    return tuple(rows)
+
+
 class TreeView:
     """Answers MTH(D[lo:hi]) from tiles, loading all that one computation needs in one query.
 
@@ -89,9 +105,7 @@ class TreeView:
         level, rest = divmod(height, TILE_HEIGHT)
         first = index << rest
         tile = self._tiles[(level, first // TILE_WIDTH)]
-        offset = first % TILE_WIDTH
-        hashes = [tile[(offset + i) * HASH : (offset + i + 1) * HASH] for i in range(1 << rest)]
-        return merkle.root_from_leaves(hashes)
+        return tile_nodes(tile)[rest][(first % TILE_WIDTH) >> rest]
 
     def range_hash(self, lo: int, hi: int) -> bytes:
         return merkle.fold_right(
@@ -151,10 +165,6 @@ def tree_extend(old_size: int, leaf_hashes: list[bytes]) -> list[NewTile]:
             hashes = stream[start : start + TILE_WIDTH * HASH]
             new_tiles.append(NewTile(level, tile_index, hashes))
             if len(hashes) == TILE_WIDTH * HASH:
-                parents.append(
-                    merkle.root_from_leaves(
-                        [hashes[i : i + HASH] for i in range(0, len(hashes), HASH)]
-                    )
-                )
+                parents.append(tile_nodes(hashes)[TILE_HEIGHT][0])
         level, before, additions = level + 1, before // TILE_WIDTH, parents
     return new_tiles

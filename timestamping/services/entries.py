@@ -8,7 +8,7 @@ from typing import Any
 
 import rfc8785
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from veridict_verify import merkle
 from veridict_verify.formats import SignedEntryTimestamp, format_time
@@ -17,6 +17,20 @@ from timestamping import keys
 from timestamping.models import Entry
 
 KIND = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+# PostgreSQL advisory lock between appenders (shared) and the sealer's watermark (exclusive).
+SEQ_LOCK = 0x5665726964696374  # "Veridict"
+
+
+def seq_lock_share() -> None:
+    """Held by every transaction that appends, from before it draws a seq until it ends.
+
+    The sealer takes the same lock exclusively to learn a seq below which every entry is
+    committed (services/sealing.py). An advisory lock, unlike a table lock, never waits for
+    autovacuum. SQLite needs none: its writers are serialised already.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [SEQ_LOCK])
 
 
 class EnvelopeError(ValueError):
@@ -35,7 +49,7 @@ def leaf_canonical(*, entry_id: uuid.UUID, kind: str, received_at: str, envelope
 def entry_append(
     *, kind: str, envelope: dict[str, Any], idempotency_key: str | None = None
 ) -> tuple[Entry, bool]:
-    """Stores an entry and its SET; returns (entry, created).
+    """Stores an entry and its SET; returns (entry, created). The one way entries are written.
 
     Joins the caller's transaction, so a domain record and its entry commit together. A second call
     with the same idempotency key returns the first entry, whatever its envelope: callers that must
@@ -61,6 +75,7 @@ def entry_append(
         mmd_seconds=settings.MMD_SECONDS,
     )
     with transaction.atomic():
+        seq_lock_share()
         set_note = keys.sign(promise.body())
         try:
             # A savepoint: losing the race to a concurrent request with the same key must not

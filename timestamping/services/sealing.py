@@ -15,6 +15,7 @@ from veridict_verify.formats import ZERO_HASH_HEX, Checkpoint, format_time
 from timestamping import keys, tree
 from timestamping.models import Batch, Entry, SealLock, Tile
 from timestamping.services.anchoring import batch_anchor_builtin
+from timestamping.services.entries import SEQ_LOCK
 
 log = structlog.get_logger(__name__)
 
@@ -22,16 +23,17 @@ log = structlog.get_logger(__name__)
 def _committed_seq_watermark() -> int | None:
     """A seq below which every entry that will ever exist is already committed (PostgreSQL).
 
-    An INSERT holds its ROW EXCLUSIVE lock on the table from before it draws its seq until its
-    transaction ends, so once a SHARE lock is granted every seq drawn so far belongs to a finished
-    transaction, and every later one will be larger. The lock is held only for this one query.
-    On SQLite the seal's IMMEDIATE transaction already excludes every writer: None.
+    Appenders hold SEQ_LOCK shared from before they draw a seq until they end, so once the
+    sealer holds it exclusively every seq drawn so far belongs to a finished transaction, and
+    every later one will be larger. It is held only for this one query; appenders that arrive
+    meanwhile wait that long. On SQLite the seal's IMMEDIATE transaction already excludes every
+    writer: None.
     """
     if connection.vendor != "postgresql":
         return None
     table = connection.ops.quote_name(Entry._meta.db_table)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"LOCK TABLE {table} IN SHARE MODE")  # noqa: S608 - a model's table name
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEQ_LOCK])
         cursor.execute(f"SELECT max(seq) FROM {table}")  # noqa: S608
         (watermark,) = cursor.fetchone()
     return watermark or 0
