@@ -23,6 +23,7 @@ run: install
 	$(PY) manage.py createcachetable
 	$(PY) manage.py create_log_key
 	$(PY) manage.py create_tsa
+	$(PY) manage.py create_master_key
 	mkdir -p var/celery/queue var/celery/processed
 	@echo "Veridict on http://127.0.0.1:$(PORT)/api/docs/ (Ctrl-C stops the server, worker and beat)"
 	trap 'kill 0' INT TERM EXIT; \

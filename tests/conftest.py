@@ -64,6 +64,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def ledger_keys(tmp_path_factory: pytest.TempPathFactory):
     """A log key and a built-in TSA for the whole run, also handed to subprocesses through the
     environment."""
+    from audit import vault
     from timestamping import tsa
 
     folder = tmp_path_factory.mktemp("keys")
@@ -72,12 +73,16 @@ def ledger_keys(tmp_path_factory: pytest.TempPathFactory):
         "TSA_KEY_FILE": folder / "tsa-key.pem",
         "TSA_CERT_FILE": folder / "tsa-cert.pem",
         "TSA_CA_CERT_FILE": folder / "tsa-ca.pem",
+        "MASTER_KEY_FILE": folder / "master.key",
     }
     for name, path in paths.items():
         os.environ[f"VERIDICT_{name}"] = str(path)
-    with override_settings(LOG_SIGNING_KEY="", **paths):
+    with override_settings(LOG_SIGNING_KEY="", MASTER_KEY="", **paths):
         keys.write_secret(
             paths["LOG_SIGNING_KEY_FILE"], keys.private_key_pem(Ed25519PrivateKey.generate())
+        )
+        keys.write_secret(
+            paths["MASTER_KEY_FILE"], vault.master_key_text(vault.data_key_new()).encode()
         )
         tsa.tsa_create(
             key_file=paths["TSA_KEY_FILE"],

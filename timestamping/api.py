@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
+from django.conf import settings
 from django.http import HttpResponse
+from django.utils.module_loading import import_string
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -187,6 +189,9 @@ class ReceiptView(APIView):
     def get(self, request: Request, entry_id: str) -> HttpResponse:
         try:
             entry = selectors.entry_get(entry_id=entry_id)
+            # Not 403: a private system's entries must not even be known to exist.
+            if not import_string(settings.RECEIPT_ACCESS)(entry, request):
+                raise selectors.NotInLog(f"there is no entry {entry_id}")
             if request.query_params.get("format") == "tlog-proof":
                 proof = selectors.receipt_tlog_proof(entry=entry)
                 return HttpResponse(proof, content_type="text/plain; charset=utf-8")

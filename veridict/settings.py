@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_api_key",
+    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "timestamping",
@@ -127,9 +129,18 @@ X_FRAME_OPTIONS = "DENY"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "audit.authentication.SystemAPIKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["veridict.parsers.IJSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": 100,
+    # Per API key (audit.throttling); the cache is Redis with REDIS_URL, else the database.
+    "DEFAULT_THROTTLE_RATES": {"ai_system": env("VERIDICT_THROTTLE_RATE", default="6000/min")},
     "EXCEPTION_HANDLER": "veridict.api_errors.exception_handler",
     # `?format=` belongs to the views (tlog-proof receipts, CSV reports), not to DRF's renderers.
     "URL_FORMAT_OVERRIDE": None,
@@ -164,6 +175,19 @@ MMD_SECONDS = env.int("VERIDICT_MMD_SECONDS", default=60)
 SEAL_INTERVAL_SECONDS = env.float("VERIDICT_SEAL_INTERVAL", default=5.0)
 # A seal takes at most this many entries; the rest wait for the next one.
 SEAL_MAX_ENTRIES = env.int("VERIDICT_SEAL_MAX_ENTRIES", default=100_000)
+
+# Largest JSON body accepted (bulk requests included); larger ones get 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("VERIDICT_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+
+# The master key wraps every subject's data key (audit/vault.py): base64 of 32 bytes in
+# VERIDICT_MASTER_KEY, else in the file named here (created by `manage.py create_master_key`).
+MASTER_KEY = env("VERIDICT_MASTER_KEY", default="")
+MASTER_KEY_FILE = Path(
+    env("VERIDICT_MASTER_KEY_FILE", default=str(VAR_DIR / "keys" / "master.key"))
+)
+# Who may read a receipt: the function decides from the entry and the request (audit/access.py).
+RECEIPT_ACCESS = "audit.access.receipt_allowed"
 
 # Celery. With REDIS_URL it is the broker; without, a file transport under var/ needs no server.
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"

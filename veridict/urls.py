@@ -4,11 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from audit.views import decision_subject
 from timestamping.views import home
 
 urlpatterns = [
     path("", home, name="home"),
     path("api/v1/", include("timestamping.urls")),
+    path("api/v1/", include("audit.urls")),
+    path("d/<str:token>", decision_subject, name="decision-subject"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),

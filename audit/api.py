@@ -1,0 +1,262 @@
+"""The ingestion API of AI systems: decisions, outcomes, model versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit import selectors
+from audit.authentication import HasSystemAPIKey
+from audit.models import Decision
+from audit.serializers import (
+    DecisionAnswerSerializer,
+    DecisionSerializer,
+    ModelVersionSerializer,
+    OutcomeSerializer,
+)
+from audit.services.decisions import (
+    DecisionConflict,
+    UnknownDecision,
+    decision_record,
+    model_version_register,
+    outcome_record,
+)
+from audit.throttling import SystemKeyRateThrottle
+from timestamping.api import BAD_REQUEST, NOT_FOUND
+
+DECISION_EXAMPLE = {
+    "client_decision_id": "loan-2026-000123",
+    "model": {"name": "loan-scorer", "version": "4.2.0"},
+    "occurred_at": "2026-11-26T10:15:00Z",
+    "inputs": {"income": 42000, "amount": 15000, "term_months": 48},
+    "output": {"label": "deny", "score": 0.31},
+    "confidence": 0.82,
+    "threshold": 0.5,
+    "explanation": {
+        "main_factors": ["debt-to-income ratio", "short credit history"],
+        "ai_role": "recommendation reviewed by a loan officer",
+    },
+    "solely_automated": False,
+    "owner": "loan-officer-17",
+    "subject_ref": "applicant-88231",
+    "protected_attributes": {"sex": "female", "age_band": "30-39"},
+}
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class SystemAPIView(APIView):
+    """An endpoint for AI systems: their API key, throttled per key."""
+
+    permission_classes = [HasSystemAPIKey]
+    throttle_classes = [SystemKeyRateThrottle]
+
+
+def decision_answer(decision: Decision, request: Request) -> dict[str, Any]:
+    entry = decision.entry
+    return {
+        "id": str(entry.uuid),
+        "leaf_hash": bytes(entry.leaf_hash).hex(),
+        "received_at": selectors.received_text(entry),
+        "set": entry.set_note,
+        "receipt_url": request.build_absolute_uri(
+            reverse("entry-receipt", kwargs={"entry_id": entry.uuid})
+        ),
+        "subject_url": request.build_absolute_uri(
+            reverse("decision-subject", kwargs={"token": decision.subject_token})
+        ),
+    }
+
+
+class DecisionReadSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="entry.uuid")
+    client_decision_id = serializers.CharField()
+    model = serializers.SerializerMethodField()
+    occurred_at = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
+    output = serializers.JSONField()
+    confidence = serializers.FloatField(allow_null=True)
+    threshold = serializers.FloatField(allow_null=True)
+    solely_automated = serializers.BooleanField()
+    supersedes = serializers.UUIDField(source="supersedes.entry.uuid", allow_null=True)
+    leaf_hash = serializers.SerializerMethodField()
+    outcomes = serializers.SerializerMethodField()
+
+    def get_model(self, decision: Decision) -> dict[str, Any]:
+        version = decision.model_version
+        return {"name": version.name, "version": version.version, "declared": version.declared}
+
+    def get_leaf_hash(self, decision: Decision) -> str:
+        return bytes(decision.entry.leaf_hash).hex()
+
+    def get_outcomes(self, decision: Decision) -> list[dict[str, Any]]:
+        return [
+            {"id": str(o.entry.uuid), "actual": o.actual, "observed_at": o.observed_at}
+            for o in decision.outcomes.all()
+        ]
+
+
+class EntryAnswerSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    leaf_hash = serializers.CharField()
+    received_at = serializers.CharField()
+    set = serializers.CharField()
+
+
+class ModelVersionAnswerSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.CharField()
+    artefact_sha256 = serializers.CharField()
+    entry = serializers.UUIDField()
+
+
+class DecisionFilter(django_filters.FilterSet):
+    client_id = django_filters.CharFilter(field_name="client_decision_id")
+    model_name = django_filters.CharFilter(field_name="model_version__name")
+    model_version = django_filters.CharFilter(field_name="model_version__version")
+    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+
+    class Meta:
+        model = Decision
+        fields: list[str] = []
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-id"
+
+
+class DecisionListView(SystemAPIView, generics.ListAPIView):
+    serializer_class = DecisionReadSerializer
+    filterset_class = DecisionFilter
+    pagination_class = NewestFirst
+
+    queryset = Decision.objects.none()  # for the schema; requests use get_queryset
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return selectors.decisions_of(system=self.request.auth.system)
+
+    @extend_schema(
+        summary="Record a decision",
+        request=DecisionSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="A retry with the same key and body answers 200 with the first answer.",
+            )
+        ],
+        examples=[OpenApiExample("A loan decision", value=DECISION_EXAMPLE, request_only=True)],
+        responses={
+            201: DecisionAnswerSerializer,
+            200: DecisionAnswerSerializer,
+            400: BAD_REQUEST,
+            409: BAD_REQUEST,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        incoming = DecisionSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 0 < len(key) <= 255:
+            raise ValidationError({"Idempotency-Key": ["must be 1 to 255 characters"]})
+        try:
+            decision, created = decision_record(
+                system=request.auth.system, data=incoming.validated_data, idempotency_key=key
+            )
+        except DecisionConflict as exc:
+            raise Conflict(str(exc)) from exc
+        except UnknownDecision as exc:
+            raise ValidationError({"supersedes": [str(exc)]}) from exc
+        return Response(
+            decision_answer(decision, request),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(summary="The caller's decisions, newest first")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class DecisionDetailView(SystemAPIView):
+    @extend_schema(
+        summary="One of the caller's decisions",
+        responses={200: DecisionReadSerializer, 404: NOT_FOUND},
+    )
+    def get(self, request: Request, decision_id: str) -> Response:
+        decision = _own_decision(request, decision_id)
+        return Response(DecisionReadSerializer(decision).data)
+
+
+def _own_decision(request: Request, decision_id: str) -> Decision:
+    decision = selectors.decision_of(system=request.auth.system, decision_id=decision_id)
+    if decision is None:
+        raise NotFound(f"no decision {decision_id} of this AI system")
+    return decision
+
+
+class OutcomeView(SystemAPIView):
+    @extend_schema(
+        summary="Record the ground truth of a decision",
+        request=OutcomeSerializer,
+        responses={201: EntryAnswerSerializer, 400: BAD_REQUEST, 404: NOT_FOUND},
+    )
+    def post(self, request: Request, decision_id: str) -> Response:
+        decision = _own_decision(request, decision_id)
+        incoming = OutcomeSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        outcome = outcome_record(decision=decision, **incoming.validated_data)
+        entry = outcome.entry
+        return Response(
+            {
+                "id": str(entry.uuid),
+                "leaf_hash": bytes(entry.leaf_hash).hex(),
+                "received_at": selectors.received_text(entry),
+                "set": entry.set_note,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ModelVersionView(SystemAPIView):
+    @extend_schema(
+        summary="Register (declare) a model version with its artefact digest",
+        request=ModelVersionSerializer,
+        responses={
+            201: ModelVersionAnswerSerializer,
+            200: ModelVersionAnswerSerializer,
+            400: BAD_REQUEST,
+            409: BAD_REQUEST,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        incoming = ModelVersionSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        version, created = model_version_register(
+            system=request.auth.system, **incoming.validated_data
+        )
+        if not created and version.artefact_sha256 != incoming.validated_data["artefact_sha256"]:
+            raise Conflict("this model version was declared with another artefact digest")
+        return Response(
+            {
+                "name": version.name,
+                "version": version.version,
+                "artefact_sha256": version.artefact_sha256,
+                "entry": str(version.entry.uuid),
+            },
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

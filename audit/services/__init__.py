@@ -1,0 +1,1 @@
+"""Writes of the AI-decision domain: systems, decisions, subjects, documents."""

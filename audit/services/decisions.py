@@ -1,0 +1,235 @@
+"""Recording decisions, their outcomes, and the model versions that made them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import rfc8785
+from django.db import IntegrityError, transaction
+from veridict_verify.formats import format_time
+
+from audit import vault
+from audit.models import AISystem, Decision, ModelVersion, Outcome
+from audit.services.subjects import subject_get_or_create, subject_key
+from timestamping.services import entry_append
+
+# Fields of a decision that may identify or describe the person: stored encrypted under the
+# subject's key, and in the leaf only as salted commitments.
+PERSONAL_FIELDS = (
+    "client_decision_id",
+    "subject_ref",
+    "inputs",
+    "inputs_sha256",
+    "explanation",
+    "owner",
+    "protected_attributes",
+)
+
+
+class DecisionConflict(Exception):
+    """The idempotency key or client decision id was used before for a different request."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} was already used for a different request")
+        self.field = field
+
+
+class UnknownDecision(LookupError):
+    """No decision of this system has that id."""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if hasattr(value, "tzinfo"):  # datetimes, normalised to the leaf's one format
+        return format_time(value)
+    return value
+
+
+def request_digest(data: dict[str, Any]) -> bytes:
+    return hashlib.sha256(rfc8785.dumps(_jsonable(data))).digest()
+
+
+def model_version_register(
+    *,
+    system: AISystem,
+    name: str,
+    version: str,
+    artefact_sha256: str | None = None,
+    training_data_description: str = "",
+    training_data_sha256: str = "",
+) -> tuple[ModelVersion, bool]:
+    """Registers a model version as a ledger entry; (version, created).
+
+    Without an artefact digest it is "undeclared": what a decision naming an unknown version
+    registers, so that a new system can post at once. Declaring it later appends a new entry.
+    """
+    existing = ModelVersion.objects.filter(system=system, name=name, version=version).first()
+    if existing is not None and (artefact_sha256 is None or existing.declared):
+        return existing, False
+    envelope = {
+        "type": "model_version",
+        "system": system.slug,
+        "name": name,
+        "version": version,
+        "artefact_sha256": artefact_sha256,
+        "training_data_sha256": training_data_sha256 or None,
+        "training_data_description_sha256": hashlib.sha256(
+            training_data_description.encode()
+        ).hexdigest(),
+    }
+    try:
+        with transaction.atomic():  # one savepoint: losing a race undoes the entry as well
+            entry, _ = entry_append(kind="model_version", envelope=envelope)
+            if existing is not None:  # an undeclared version being declared
+                existing.artefact_sha256 = artefact_sha256
+                existing.training_data_description = training_data_description
+                existing.training_data_sha256 = training_data_sha256
+                existing.entry = entry
+                existing.save()
+                return existing, True
+            model_version = ModelVersion.objects.create(
+                system=system,
+                name=name,
+                version=version,
+                artefact_sha256=artefact_sha256,
+                training_data_description=training_data_description,
+                training_data_sha256=training_data_sha256,
+                entry=entry,
+            )
+            return model_version, True
+    except IntegrityError:  # registered concurrently
+        return ModelVersion.objects.get(system=system, name=name, version=version), False
+
+
+def _existing(system: AISystem, idempotency_key: str | None, client_id: str) -> Decision | None:
+    if idempotency_key is not None:
+        found = Decision.objects.filter(system=system, idempotency_key=idempotency_key).first()
+        if found is not None:
+            return found
+    return Decision.objects.filter(system=system, client_decision_id=client_id).first()
+
+
+def _replay(existing: Decision, digest: bytes, idempotency_key: str | None) -> Decision:
+    if bytes(existing.request_digest) != digest:
+        same_key = idempotency_key is not None and existing.idempotency_key == idempotency_key
+        raise DecisionConflict("Idempotency-Key" if same_key else "client_decision_id")
+    return existing
+
+
+def decision_record(
+    *, system: AISystem, data: dict[str, Any], idempotency_key: str | None = None
+) -> tuple[Decision, bool]:
+    """Records a decision and appends its entry, in one durable transaction; (decision, created).
+
+    A retry of the same request (same idempotency key or client decision id, same content)
+    returns the first decision; different content under either raises DecisionConflict.
+    """
+    digest = request_digest(data)
+    existing = _existing(system, idempotency_key, data["client_decision_id"])
+    if existing is not None:
+        return _replay(existing, digest, idempotency_key), False
+    with transaction.atomic(durable=True):
+        try:
+            # One savepoint for entry and row: losing a race to a concurrent twin undoes both.
+            with transaction.atomic():
+                return _decision_create(system, data, digest, idempotency_key), True
+        except IntegrityError:
+            existing = _existing(system, idempotency_key, data["client_decision_id"])
+            if existing is None:
+                raise
+            return _replay(existing, digest, idempotency_key), False
+
+
+def _decision_create(
+    system: AISystem, data: dict[str, Any], digest: bytes, idempotency_key: str | None
+) -> Decision:
+    model = data["model"]
+    model_version = (
+        ModelVersion.objects.filter(
+            system=system, name=model["name"], version=model["version"]
+        ).first()
+        or model_version_register(system=system, name=model["name"], version=model["version"])[0]
+    )
+    supersedes = None
+    if data.get("supersedes"):
+        supersedes = Decision.objects.filter(system=system, entry__uuid=data["supersedes"]).first()
+        if supersedes is None:
+            raise UnknownDecision(f"no decision {data['supersedes']} to supersede")
+    subject = subject_get_or_create(system=system, reference=data["subject_ref"])
+    personal = {name: _jsonable(data.get(name)) for name in PERSONAL_FIELDS}
+    salts = {name: vault.salt_new() for name, value in personal.items() if value is not None}
+    envelope = {
+        "type": "decision",
+        "system": system.slug,
+        "model": {"name": model_version.name, "version": model_version.version},
+        "model_version_entry": str(model_version.entry.uuid),
+        "occurred_at": format_time(data["occurred_at"]),
+        "output": data["output"],
+        "confidence": data.get("confidence"),
+        "threshold": data.get("threshold"),
+        "solely_automated": data["solely_automated"],
+        "supersedes": str(supersedes.entry.uuid) if supersedes else None,
+        "commitments": {
+            name: vault.commitment(salt=salt, value=personal[name]) for name, salt in salts.items()
+        },
+    }
+    entry, _ = entry_append(kind="decision", envelope=envelope)
+    sealed = vault.seal_json(
+        subject_key(subject),
+        {
+            "fields": personal,
+            "salts": {name: base64.b64encode(salt).decode() for name, salt in salts.items()},
+        },
+        context=f"decision:{entry.uuid}".encode(),
+    )
+    return Decision.objects.create(
+        system=system,
+        entry=entry,
+        client_decision_id=data["client_decision_id"],
+        idempotency_key=idempotency_key,
+        request_digest=digest,
+        model_version=model_version,
+        subject=subject,
+        supersedes=supersedes,
+        occurred_at=data["occurred_at"],
+        output=data["output"],
+        confidence=data.get("confidence"),
+        threshold=data.get("threshold"),
+        solely_automated=data["solely_automated"],
+        personal_data=sealed,
+        received_at=entry.received_at,
+    )
+
+
+def decision_personal_data(decision: Decision) -> dict[str, Any] | None:
+    """The decision's personal fields and salts, or None once its subject was erased."""
+    try:
+        key = subject_key(decision.subject)
+        return vault.open_json(
+            key, bytes(decision.personal_data), context=f"decision:{decision.entry.uuid}".encode()
+        )
+    except vault.VaultError:
+        return None
+
+
+def outcome_record(*, decision: Decision, actual: dict[str, Any], observed_at: Any) -> Outcome:
+    """Appends the ground truth of a decision as its own entry."""
+    with transaction.atomic(durable=True):
+        entry, _ = entry_append(
+            kind="outcome",
+            envelope={
+                "type": "outcome",
+                "system": decision.system.slug,
+                "decision": str(decision.entry.uuid),
+                "actual": actual,
+                "observed_at": format_time(observed_at),
+            },
+        )
+        return Outcome.objects.create(
+            decision=decision, entry=entry, actual=actual, observed_at=observed_at
+        )
