@@ -10,10 +10,10 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: install run test test-sqlite test-postgres bench lint clean
 
-$(VENV)/.installed: pyproject.toml verifier/pyproject.toml
+$(VENV)/.installed: pyproject.toml verifier/pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ./verifier -e ".[dev]"
+	$(PY) -m pip install --quiet -e ./verifier -e ./client -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,7 +24,7 @@ run: install
 	$(PY) manage.py create_log_key
 	$(PY) manage.py create_tsa
 	$(PY) manage.py create_master_key
-	mkdir -p var/celery/queue var/celery/processed
+	mkdir -p var/celery/queue var/celery/processed var/celery/control
 	@echo "Veridict on http://127.0.0.1:$(PORT)/api/docs/ (Ctrl-C stops the server, worker and beat)"
 	trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/celery -A veridict worker --beat --concurrency 1 --loglevel INFO & \

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
-from audit.models import AISystem, SystemAPIKey
+from audit.models import AISystem, Document, SystemAPIKey
 from timestamping.models import Entry
 
 
@@ -19,8 +20,25 @@ def receipt_allowed(entry: Entry, request: Any) -> bool:
     slug = entry_system_slug(entry)
     if slug is None:
         return True
-    if isinstance(request.auth, SystemAPIKey):
-        return request.auth.system.slug == slug
+    if isinstance(request.auth, SystemAPIKey) and request.auth.system.slug == slug:
+        return True
     if request.user.is_authenticated and request.user.is_staff:
         return True
     return AISystem.objects.filter(slug=slug, is_public=True).exists()
+
+
+def receipt_extra(entry: Entry, request: Any) -> dict[str, Any]:
+    """Receipt fields for this reader only: a private document's salt, for its system's key and
+    staff, so that whoever holds the file can check it against the leaf's commitment."""
+    if entry.kind != "document":
+        return {}
+    document = Document.objects.filter(entry=entry, private=True).only("system_id", "salt").first()
+    if document is None or document.salt is None:
+        return {}
+    if isinstance(request.auth, SystemAPIKey):
+        allowed = request.auth.system_id == document.system_id
+    else:
+        allowed = request.user.is_authenticated and request.user.is_staff
+    if not allowed:
+        return {}
+    return {"document": {"salt_b64": base64.b64encode(bytes(document.salt)).decode()}}

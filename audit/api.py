@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import django_filters
+from django import forms
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from django_filters.fields import IsoDateTimeField
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
@@ -31,7 +34,7 @@ from audit.services.decisions import (
     outcome_record,
 )
 from audit.throttling import SystemKeyRateThrottle
-from timestamping.api import BAD_REQUEST, NOT_FOUND
+from timestamping.api import BAD_REQUEST, NOT_FOUND, ErrorSerializer
 
 DECISION_EXAMPLE = {
     "client_decision_id": "loan-2026-000123",
@@ -50,6 +53,12 @@ DECISION_EXAMPLE = {
     "subject_ref": "applicant-88231",
     "protected_attributes": {"sex": "female", "age_band": "30-39"},
 }
+
+
+CONFLICT = OpenApiResponse(
+    ErrorSerializer,
+    description="The Idempotency-Key, client decision id or version was used for another request.",
+)
 
 
 class Conflict(APIException):
@@ -122,12 +131,29 @@ class ModelVersionAnswerSerializer(serializers.Serializer):
     entry = serializers.UUIDField()
 
 
+class UTCIsoDateTimeField(IsoDateTimeField):
+    """ISO 8601 allows UTC offsets up to ±23:59, PostgreSQL only up to ±15:59: compare in UTC."""
+
+    def to_python(self, value: Any) -> datetime.datetime | None:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(datetime.UTC)
+        except OverflowError as exc:
+            raise forms.ValidationError("the time is out of range in UTC", code="invalid") from exc
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCIsoDateTimeField
+
+
 class DecisionFilter(django_filters.FilterSet):
     client_id = django_filters.CharFilter(field_name="client_decision_id")
     model_name = django_filters.CharFilter(field_name="model_version__name")
     model_version = django_filters.CharFilter(field_name="model_version__version")
-    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    occurred_after = UTCDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = UTCDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
     class Meta:
         model = Decision
@@ -154,7 +180,7 @@ class DecisionListView(SystemAPIView, generics.ListAPIView):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                {"type": "string", "minLength": 1, "maxLength": 255},
                 OpenApiParameter.HEADER,
                 required=False,
                 description="A retry with the same key and body answers 200 with the first answer.",
@@ -165,7 +191,7 @@ class DecisionListView(SystemAPIView, generics.ListAPIView):
             201: DecisionAnswerSerializer,
             200: DecisionAnswerSerializer,
             400: BAD_REQUEST,
-            409: BAD_REQUEST,
+            409: CONFLICT,
         },
     )
     def post(self, request: Request) -> Response:
@@ -187,7 +213,14 @@ class DecisionListView(SystemAPIView, generics.ListAPIView):
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
-    @extend_schema(summary="The caller's decisions, newest first")
+    @extend_schema(
+        summary="The caller's decisions, newest first",
+        responses={
+            200: DecisionReadSerializer(many=True),
+            400: BAD_REQUEST,
+            404: OpenApiResponse(ErrorSerializer, description="The cursor is not one we gave out."),
+        },
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -240,7 +273,7 @@ class ModelVersionView(SystemAPIView):
             201: ModelVersionAnswerSerializer,
             200: ModelVersionAnswerSerializer,
             400: BAD_REQUEST,
-            409: BAD_REQUEST,
+            409: CONFLICT,
         },
     )
     def post(self, request: Request) -> Response:

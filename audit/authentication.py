@@ -21,10 +21,16 @@ class SystemAPIKeyAuthentication(BaseAuthentication):
         scheme, _, key = header.partition(" ")
         if scheme != KEYWORD:
             return None
-        try:
-            api_key = SystemAPIKey.objects.get_from_key(key.strip())
-        except SystemAPIKey.DoesNotExist as exc:
-            raise AuthenticationFailed("the API key is unknown or revoked") from exc
+        key = key.strip()
+        # get_from_key's checks in one query: every endpoint reads the key's system next.
+        api_key = (
+            SystemAPIKey.objects.get_usable_keys()
+            .select_related("system")
+            .filter(prefix=key.partition(".")[0])
+            .first()
+        )
+        if api_key is None or not api_key.is_valid(key):
+            raise AuthenticationFailed("the API key is unknown or revoked")
         if api_key.has_expired:
             raise AuthenticationFailed("the API key has expired")
         return AnonymousUser(), api_key

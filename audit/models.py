@@ -181,3 +181,46 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return f"document {self.sha256[:12]}… of {self.system}"
+
+
+class Erasure(models.Model):
+    """One erasure, itself an entry: a subject's data key destroyed, or a stored file deleted."""
+
+    class Reason(models.TextChoices):
+        REQUEST = "request", "on request (GDPR Art. 17)"
+        RETENTION = "retention", "past the retention period"
+
+    system = models.ForeignKey(AISystem, on_delete=models.PROTECT, related_name="erasures")
+    entry = models.OneToOneField(Entry, on_delete=models.PROTECT, related_name="erasure")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    subject = models.ForeignKey(
+        Subject, null=True, blank=True, on_delete=models.PROTECT, related_name="erasures"
+    )
+    document = models.ForeignKey(
+        Document, null=True, blank=True, on_delete=models.PROTECT, related_name="erasures"
+    )
+    decisions = models.PositiveIntegerField(default=0, help_text="How many the entry names.")
+    # The staff's free-text note may name people: kept here and only committed in the leaf,
+    # as SHA-256(note_salt || RFC 8785 of the note).
+    note = models.TextField(blank=True)
+    note_salt = models.BinaryField(max_length=32, null=True, blank=True)
+    erased_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    erased_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(subject__isnull=True) ^ models.Q(document__isnull=True),
+                name="erasure_of_subject_or_document",
+            )
+        ]
+
+    def __str__(self) -> str:
+        what = f"subject {self.subject_id}" if self.subject_id else f"document {self.document_id}"
+        return f"erasure of {what} ({self.reason})"

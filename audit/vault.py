@@ -45,13 +45,19 @@ def _decode(text: str) -> bytes:
     return key
 
 
+@functools.lru_cache(maxsize=4)
+def _read_file(path: str, mtime_ns: int) -> bytes:
+    """Read once per version of the file."""
+    return _decode(Path(path).read_text())
+
+
 def master_key() -> bytes:
     """From VERIDICT_MASTER_KEY, else the file VERIDICT_MASTER_KEY_FILE names; never the DB."""
     if settings.MASTER_KEY:
         return _decode(settings.MASTER_KEY)
     path = Path(settings.MASTER_KEY_FILE)
     try:
-        return _decode(path.read_text())
+        return _read_file(str(path), path.stat().st_mtime_ns)
     except FileNotFoundError as exc:
         raise ImproperlyConfigured(
             f"no master key at {path}: run `python manage.py create_master_key`"
@@ -116,3 +122,8 @@ def commitment(*, salt: bytes, value: Any) -> str:
 
 def salt_new() -> bytes:
     return secrets.token_bytes(32)
+
+
+def keyed_digest(*, purpose: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 under a key derived from the master key for this purpose."""
+    return hmac.new(_derived(purpose), data, hashlib.sha256).digest()

@@ -10,7 +10,7 @@ import time
 import bench
 from bench import Figure, say
 
-BENCHMARKS = ("seal", "proofs", "verify")
+BENCHMARKS = ("seal", "proofs", "verify", "single", "upload", "bulk", "latency", "anchor_rate")
 
 
 def _number(value: float | None, unit: str) -> str:

@@ -23,10 +23,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from timestamping import keys, selectors, tsa
+from timestamping.anchor_backends import anchor_receipt_fields
 from timestamping.models import LogKey
 
 RECEIPT_MEDIA_TYPE = "application/vnd.veridict.receipt+json"
 HEX_HASH = r"^[0-9a-f]{64}$"
+TREE_SIZE = {"type": "integer", "minimum": 1}
 
 
 class PlainTextRenderer(BaseRenderer):
@@ -116,9 +118,23 @@ class KeysView(APIView):
 
 class AnchorSerializer(serializers.Serializer):
     type = serializers.CharField()
-    tsa = serializers.CharField()
+    backend = serializers.CharField(help_text='"builtin" or the configured backend\'s name.')
     anchored_at = serializers.DateTimeField()
-    tsr_b64 = serializers.CharField()
+    evidence = serializers.DictField(
+        help_text="The type's receipt fields: tsa and tsr_b64, or the chain fields (DESIGN.md)."
+    )
+
+
+class AnchorJobSerializer(serializers.Serializer):
+    backend = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "anchored", "final", "failed"])
+    attempts = serializers.IntegerField()
+    failures = serializers.IntegerField()
+    last_error = serializers.CharField(allow_blank=True, help_text="Why the last try failed.")
+    next_attempt_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the sweeper tries again (or a running try's lease ends)."
+    )
+    updated_at = serializers.DateTimeField()
 
 
 class BatchSerializer(serializers.Serializer):
@@ -132,11 +148,13 @@ class BatchSerializer(serializers.Serializer):
     checkpoint = serializers.CharField()
     sealed_at = serializers.DateTimeField()
     anchors = AnchorSerializer(many=True)
+    anchor_jobs = AnchorJobSerializer(many=True)
 
 
 class BatchView(APIView):
     @extend_schema(
-        summary="One sealed batch: its header, checkpoint and anchors",
+        summary="One sealed batch: its header, checkpoint, anchors and anchoring jobs",
+        parameters=[OpenApiParameter("number", TREE_SIZE, OpenApiParameter.PATH)],
         responses={200: BatchSerializer, 404: NOT_FOUND},
     )
     def get(self, request: Request, number: int) -> Response:
@@ -158,12 +176,13 @@ class BatchView(APIView):
             "anchors": [
                 {
                     "type": anchor.type,
-                    "tsa": anchor.tsa,
+                    "backend": anchor.backend,
                     "anchored_at": anchor.anchored_at,
-                    "tsr_b64": base64.b64encode(bytes(anchor.tsr)).decode(),
+                    "evidence": anchor_receipt_fields(anchor),
                 }
-                for anchor in batch.anchors.order_by("type", "tsa")
+                for anchor in batch.anchors.order_by("type", "backend")
             ],
+            "anchor_jobs": selectors.anchor_jobs_of_batch(batch=batch),
         }
         return Response(BatchSerializer(data).data)
 
@@ -195,7 +214,7 @@ class ReceiptView(APIView):
             if request.query_params.get("format") == "tlog-proof":
                 proof = selectors.receipt_tlog_proof(entry=entry)
                 return HttpResponse(proof, content_type="text/plain; charset=utf-8")
-            receipt = selectors.receipt_get(entry=entry)
+            receipt = selectors.receipt_get(entry=entry, request=request)
         except selectors.NotInLog as exc:
             raise _not_found(exc) from exc
         content_type = (
@@ -260,8 +279,8 @@ class ConsistencyProofView(APIView):
     @extend_schema(
         summary="RFC 9162 consistency proof between two tree sizes",
         parameters=[
-            OpenApiParameter("from", int, required=True, description="The older tree size."),
-            OpenApiParameter("to", int, required=True, description="The newer tree size."),
+            OpenApiParameter("from", TREE_SIZE, required=True, description="The older tree size."),
+            OpenApiParameter("to", TREE_SIZE, required=True, description="The newer tree size."),
         ],
         responses={200: ConsistencySerializer, 400: BAD_REQUEST, 404: NOT_FOUND},
     )

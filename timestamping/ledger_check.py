@@ -24,8 +24,8 @@ from veridict_verify.formats import (
 from veridict_verify.note import NoteError, VerifierKey, note_open, note_split
 from veridict_verify.timestamp import TimestampError, timestamp_verify
 
+from timestamping.anchor_backends import BUILTIN, backends_configured
 from timestamping.models import Anchor, Batch, Entry, LogKey, Tile
-from timestamping.services.anchoring import BUILTIN
 from timestamping.tree import HASH, TILE_HEIGHT, TILE_WIDTH
 
 # Rows fetched per round trip; entries are streamed, never all loaded.
@@ -72,7 +72,8 @@ class LedgerReport:
     pending: int = 0
     tiles: int = 0
     anchors: int = 0
-    # Anchors from remote TSAs: their CA is not pinned here, so their time-stamps are not checked.
+    # Anchors whose time-stamp could not be checked: of a backend no longer configured (whose
+    # roots are unknown here), or of a type this check does not verify (ethereum).
     anchors_unchecked: int = 0
     # Tiles wider than the verified tree, written by a batch sealed while the check ran.
     tiles_after_head: int = 0
@@ -262,6 +263,7 @@ class _LedgerCheck:
     ):
         self.keys = keys
         self.tsa_ca_pem = tsa_ca_pem
+        self.remote_roots: dict[str, bytes | None] = {}
         self.progress = progress
         self.origin: str = settings.LOG_ORIGIN
         self.report = LedgerReport()
@@ -288,7 +290,7 @@ class _LedgerCheck:
         anchors = _Peekable(
             Anchor.objects.filter(batch__number__lte=head)
             .order_by("batch__number", "pk")
-            .values_list("batch__number", "pk", "type", "tsa", "tsr")
+            .values_list("batch__number", "pk", "type", "backend", "tsr")
             .iterator(chunk_size=BATCH_CHUNK)
         )
         for batch in (
@@ -507,17 +509,36 @@ class _LedgerCheck:
         return text
 
     def _anchor_check(self, number: int, anchor: tuple[Any, ...], checkpoint_text: str) -> None:
-        _, pk, anchor_type, tsa, tsr = anchor
-        if anchor_type != "rfc3161" or tsa != BUILTIN or self.tsa_ca_pem is None:
+        _, pk, anchor_type, backend, tsr = anchor
+        if anchor_type != "rfc3161":
+            self.report.anchors_unchecked += 1
+            return
+        if backend == BUILTIN:
+            ca_pem, source = self.tsa_ca_pem, "built-in TSA"
+        else:
+            ca_pem, source = self._remote_roots(backend), f"TSA of backend {backend!r}"
+        if ca_pem is None:
             self.report.anchors_unchecked += 1
             return
         try:
-            timestamp_verify(bytes(tsr), message=checkpoint_text.encode(), ca_pem=self.tsa_ca_pem)
+            timestamp_verify(bytes(tsr), message=checkpoint_text.encode(), ca_pem=ca_pem)
         except TimestampError as exc:
-            raise _fail(
-                "anchor", f"built-in TSA time-stamp: {exc}", batch=number, anchor=pk
-            ) from exc
+            raise _fail("anchor", f"{source} time-stamp: {exc}", batch=number, anchor=pk) from exc
         self.report.anchors += 1
+
+    def _remote_roots(self, backend: str) -> bytes | None:
+        """The roots configured for a remote TSA backend; None if it is no longer configured (its
+        anchors are then counted as unchecked) or its roots cannot be read."""
+        if backend not in self.remote_roots:
+            configured = backends_configured().get(backend)
+            roots = getattr(configured, "roots", None)
+            try:
+                self.remote_roots[backend] = (
+                    b"".join(path.read_bytes() for path in roots) if roots else None
+                )
+            except OSError:
+                self.remote_roots[backend] = None
+        return self.remote_roots[backend]
 
     # --- entries ----------------------------------------------------------------------------
 

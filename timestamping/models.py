@@ -1,7 +1,8 @@
 """The stored log: entries, tree tiles, batches, signing keys' public halves and anchors.
 
-Every row here is written once and never changed: on PostgreSQL triggers refuse UPDATE, DELETE and
-TRUNCATE (migration 0002). Leaf indices are not stored per entry: a batch covers the entries whose
+Ledger rows (entries, tiles, batches, log keys, anchors) are written once and never changed: on
+PostgreSQL triggers refuse UPDATE, DELETE and TRUNCATE (migration 0002). AnchorJob and SealLock
+are bookkeeping, not ledger. Leaf indices are not stored per entry: a batch covers the entries whose
 `seq` lies in (previous batch's last_seq, last_seq], in `seq` order, minus `skipped_seqs` (numbers
 the database handed out to transactions that rolled back), so sealing writes no row per entry.
 """
@@ -101,22 +102,82 @@ class LogKey(models.Model):
 
 
 class Anchor(models.Model):
-    """Evidence from outside the log that a batch's checkpoint existed: an RFC 3161 time-stamp."""
+    """Evidence from outside the log that a batch's checkpoint existed, written once when the
+    anchoring succeeded: an RFC 3161 time-stamp, or (type "ethereum") a transaction on a chain.
+
+    The state of the attempts that led here (retries, errors, confirmations) is in AnchorJob,
+    which changes; this row never does.
+    """
 
     batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="anchors")
     type = models.CharField(max_length=16, default="rfc3161")
-    # "builtin" for Veridict's own TSA, else the remote TSA's URL.
-    tsa = models.CharField(max_length=255)
-    tsr = models.BinaryField(help_text="The whole DER TimeStampResp.")
+    # The configured backend that made it ("builtin" for Veridict's own TSA): the anchor source
+    # that receipts and anchor jobs name.
+    backend = models.CharField(max_length=64, default="builtin")
+    # rfc3161: "builtin", else the remote TSA's URL; empty for other types.
+    tsa = models.CharField(max_length=255, blank=True)
+    tsr = models.BinaryField(blank=True, default=b"", help_text="The whole DER TimeStampResp.")
+    # ethereum: where the transaction carrying SHA-256(checkpoint body) was included.
+    chain_id = models.PositiveBigIntegerField(null=True, blank=True)
+    tx_hash = models.CharField(max_length=66, blank=True)
+    block_number = models.PositiveBigIntegerField(null=True, blank=True)
+    block_hash = models.CharField(max_length=66, blank=True)
+    block_time = models.DateTimeField(null=True, blank=True)
     anchored_at = models.DateTimeField()
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["type", "tsa", "batch"], name="anchor_once_per_batch")
+            models.UniqueConstraint(fields=["backend", "batch"], name="anchor_once_per_backend")
         ]
 
     def __str__(self) -> str:
-        return f"{self.type} anchor of batch {self.batch.number} by {self.tsa}"
+        return f"{self.type} anchor of batch {self.batch.number} by {self.backend}"
+
+
+class AnchorJob(models.Model):
+    """The changing state of one backend's anchoring of one batch: not ledger evidence, so not
+    append-only. Outside backends get a job when their interval is due; the built-in TSA only
+    when a stamp failed (its anchor row is its state otherwise)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # not tried yet, or a try is running (see next_attempt_at)
+        ANCHORED = "anchored"  # evidence stored; the backend waits for finality (confirmations)
+        FINAL = "final"  # evidence stored and final: nothing left to do
+        FAILED = "failed"  # the last try failed; the sweeper retries at next_attempt_at
+
+    backend = models.CharField(max_length=64)
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="anchor_jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # Tries started (a try cut short by a crash counts) and tries that failed.
+    attempts = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # When the job may be tried next; while a try runs, the end of its lease.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Backend-specific state between tries (e.g. a submitted transaction, its confirmations).
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["backend", "batch"], name="anchor_job_once_per_batch")
+        ]
+        indexes = [
+            models.Index(fields=["backend", "created_at"], name="anchorjob_backend_created"),
+            # What the sweeper and the scheduler look for; few rows match, so partial indexes.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="anchorjob_open",
+                condition=models.Q(status__in=["pending", "failed", "anchored"]),
+            ),
+            models.Index(
+                fields=["backend"], name="anchorjob_failures", condition=models.Q(failures__gt=0)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.backend} anchoring of batch {self.batch.number}: {self.status}"
 
 
 class SealLock(models.Model):

@@ -9,17 +9,16 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.utils.module_loading import import_string
 from veridict_verify.formats import format_time
 from veridict_verify.note import note_split
 
 from timestamping import tree
-from timestamping.models import Anchor, Batch, Entry, LogKey
-from timestamping.services.anchoring import BUILTIN
+from timestamping.anchor_backends import BUILTIN, anchor_receipt_fields, backends_configured
+from timestamping.models import Anchor, AnchorJob, Batch, Entry, LogKey
 
 RECEIPT_VERSION = "veridict.receipt/v1"
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
-# (type, tsa) of every anchor source whose evidence receipts carry.
-ANCHOR_SOURCES = [("rfc3161", BUILTIN)]
 
 
 class NotInLog(LookupError):
@@ -123,17 +122,27 @@ def _signer_key(note: str) -> str | None:
     return key.verifier_key if key else None
 
 
+def anchor_sources() -> list[str]:
+    """Every anchor source whose evidence receipts carry, in receipt order: the built-in TSA,
+    then the configured outside backends (retired ones too: their anchors stay evidence)."""
+    return [BUILTIN, *backends_configured()]
+
+
+def _anchor_first(batch: Batch, backend: str) -> Anchor | None:
+    return (
+        Anchor.objects.filter(backend=backend, batch__number__gte=batch.number)
+        .select_related("batch")
+        .order_by("batch__number")
+        .first()
+    )
+
+
 def _anchors(batch: Batch) -> list[dict[str, Any]]:
     """Per anchor source, the first anchor at or after this batch, with the consistency proof
     from this batch's checkpoint to the anchored one."""
     anchors = []
-    for anchor_type, tsa in ANCHOR_SOURCES:
-        anchor = (
-            Anchor.objects.filter(type=anchor_type, tsa=tsa, batch__number__gte=batch.number)
-            .select_related("batch")
-            .order_by("batch__number")
-            .first()
-        )
+    for backend in anchor_sources():
+        anchor = _anchor_first(batch, backend)
         if anchor is None:
             continue
         consistency = (
@@ -144,17 +153,98 @@ def _anchors(batch: Batch) -> list[dict[str, Any]]:
         anchors.append(
             {
                 "type": anchor.type,
-                "tsa": anchor.tsa,
                 "checkpoint": anchor.batch.checkpoint,
                 "consistency": [step.hex() for step in consistency],
-                "tsr_b64": base64.b64encode(bytes(anchor.tsr)).decode(),
+                **anchor_receipt_fields(anchor),
             }
         )
     return anchors
 
 
-def receipt_get(*, entry: Entry) -> dict[str, Any]:
-    """The receipt of DESIGN.md: everything needed to verify the entry offline."""
+def _job_state(job: AnchorJob) -> dict[str, Any]:
+    return {
+        "status": job.status,
+        "batch": job.batch.number,
+        "attempts": job.attempts,
+        "last_error": job.last_error,
+        "next_attempt_at": format_time(job.next_attempt_at) if job.next_attempt_at else None,
+    }
+
+
+def _anchor_status(batch: Batch) -> list[dict[str, Any]]:
+    """Informational, per anchor source: where this batch's anchoring stands. Anchors that exist
+    are in `anchors`; this also says what is pending or failed, and why."""
+    configured = backends_configured()
+    states = []
+    for backend in anchor_sources():
+        state: dict[str, Any] = {
+            "backend": backend,
+            "type": configured[backend].type if backend in configured else "rfc3161",
+        }
+        anchor = _anchor_first(batch, backend)
+        if anchor is not None:
+            job = AnchorJob.objects.filter(backend=backend, batch=anchor.batch_id).first()
+            state.update(
+                _job_state(job)
+                if job
+                else {
+                    "status": AnchorJob.Status.FINAL,
+                    "batch": anchor.batch.number,
+                    "attempts": 1,
+                    "last_error": "",
+                    "next_attempt_at": None,
+                }
+            )
+        elif (
+            job := AnchorJob.objects.filter(
+                backend=backend,
+                batch__number__gte=batch.number,
+                status__in=[AnchorJob.Status.PENDING, AnchorJob.Status.FAILED],
+            )
+            .select_related("batch")
+            .order_by("batch__number")
+            .first()
+        ) is not None:
+            state.update(_job_state(job))
+        else:
+            # Not tried yet: the built-in TSA stamps right after the seal (or the sweep does);
+            # an outside backend anchors a later checkpoint when its interval is next due.
+            state.update(
+                {
+                    "status": AnchorJob.Status.PENDING if backend == BUILTIN else "scheduled",
+                    "batch": None,
+                    "attempts": 0,
+                    "last_error": "",
+                    "next_attempt_at": None,
+                }
+            )
+        states.append(state)
+    return states
+
+
+def anchor_jobs_of_batch(*, batch: Batch) -> list[AnchorJob]:
+    """The anchoring jobs of one batch: outside backends it was due for, built-in stamps that
+    failed at least once."""
+    return list(batch.anchor_jobs.order_by("backend"))
+
+
+def receipt_get(*, entry: Entry, request: Any = None) -> dict[str, Any]:
+    """The receipt of DESIGN.md: everything needed to verify the entry offline; given the
+    request, with the fields settings.RECEIPT_EXTRA adds for that reader."""
+    receipt = _receipt(entry)
+    hook = getattr(settings, "RECEIPT_EXTRA", "")
+    if hook and request is not None:
+        # timestamping does not know the domain: the function settings name decides (like
+        # RECEIPT_ACCESS). It may only add fields, never replace one of the receipt's own.
+        extra = dict(import_string(hook)(entry, request))
+        clashing = sorted(set(extra) & set(receipt))
+        if clashing:
+            raise ValueError(f"{hook} may not replace the receipt's {', '.join(clashing)}")
+        receipt.update(extra)
+    return receipt
+
+
+def _receipt(entry: Entry) -> dict[str, Any]:
     batch = batch_of_entry(entry=entry)
     receipt: dict[str, Any] = {
         "version": RECEIPT_VERSION,
@@ -171,6 +261,7 @@ def receipt_get(*, entry: Entry) -> dict[str, Any]:
         "batch": None,
         "log": {"origin": settings.LOG_ORIGIN, "verifier_key": _signer_key(entry.set_note)},
         "anchors": [],
+        "anchor_status": [],
     }
     if batch is None:
         return receipt
@@ -188,6 +279,7 @@ def receipt_get(*, entry: Entry) -> dict[str, Any]:
     }
     receipt["log"]["verifier_key"] = _signer_key(batch.checkpoint)
     receipt["anchors"] = _anchors(batch)
+    receipt["anchor_status"] = _anchor_status(batch)
     return receipt
 
 

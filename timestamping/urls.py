@@ -2,7 +2,14 @@
 
 from django.urls import path
 
-from timestamping import api
+from timestamping import api, metrics, tsa_api
+
+# This instance's TSA and its metrics, mounted at the site root by veridict/urls.py.
+public_urlpatterns = [
+    path("tsa", tsa_api.TimestampView.as_view(), name="tsa"),
+    path("tsa/ca.pem", tsa_api.TSACertificateView.as_view(), name="tsa-ca"),
+    path("metrics", metrics.MetricsView.as_view(), name="metrics"),
+]
 
 urlpatterns = [
     path("log/checkpoint", api.CheckpointView.as_view(), name="log-checkpoint"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -26,3 +28,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     code = getattr(exc, "default_code", None) or CODES_BY_STATUS.get(response.status_code, "error")
     response.data = {"error": {"code": code, "message": str(message), "fields": fields}}
     return response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404 for URLs no route matches: JSON under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        body = {
+            "error": {
+                "code": "not_found",
+                "message": f"no endpoint at {request.path}",
+                "fields": {},
+            }
+        }
+        return JsonResponse(body, status=404)
+    return page_not_found(request, exception or Http404())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django.conf import settings
 from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -54,7 +55,25 @@ def _check_strings(value: Any, path: str = "$") -> None:
             _check_strings(item, f"{path}[{position}]")
 
 
+MAX_DEPTH = 256
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def _check_depth(raw: bytes) -> None:
+    """Refuses nesting deeper than MAX_DEPTH before json.loads sees it: deep enough nesting
+    overflows the C stack of its scanner, which kills the process rather than raising."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return
+    depth = 0
+    for bracket in _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        depth += 1 if bracket in b"[{" else -1
+        if depth > MAX_DEPTH:
+            raise ParseError(f"the JSON is nested more than {MAX_DEPTH} levels deep")
+
+
 def ijson_loads(raw: bytes) -> Any:
+    _check_depth(raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -70,11 +89,17 @@ def ijson_loads(raw: bytes) -> Any:
         raise ParseError(
             f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
+    except RecursionError as exc:
+        raise ParseError("the JSON is nested too deeply") from exc
     _check_strings(value)
     return value
 
 
-class IJSONParser(JSONParser):
+class IJSONParser(BaseParser):
+    # Not a JSONParser subclass: DRF reads request.body for those, and Django would refuse an
+    # over-size body with an HTML 400 before this parser could answer 413 in JSON.
+    media_type = "application/json"
+
     def parse(self, stream, media_type=None, parser_context=None):  # type: ignore[no-untyped-def]
         request = (parser_context or {}).get("request")
         length = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 import environ
+import structlog
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -72,8 +74,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'veridict.sqlite3'}")}
+# Created on any database: beat keeps its schedule file here.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock when a transaction
     # starts, so two sealers cannot both read the same chain head; the timeout waits for that lock.
     DATABASES["default"]["OPTIONS"] = {
@@ -140,7 +143,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
     # Per API key (audit.throttling); the cache is Redis with REDIS_URL, else the database.
-    "DEFAULT_THROTTLE_RATES": {"ai_system": env("VERIDICT_THROTTLE_RATE", default="6000/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "ai_system": env("VERIDICT_THROTTLE_RATE", default="6000/min"),
+        "document_lookup": env("VERIDICT_DOCUMENT_LOOKUP_RATE", default="60/min"),
+    },
     "EXCEPTION_HANDLER": "veridict.api_errors.exception_handler",
     # `?format=` belongs to the views (tlog-proof receipts, CSV reports), not to DRF's renderers.
     "URL_FORMAT_OVERRIDE": None,
@@ -176,6 +182,28 @@ SEAL_INTERVAL_SECONDS = env.float("VERIDICT_SEAL_INTERVAL", default=5.0)
 # A seal takes at most this many entries; the rest wait for the next one.
 SEAL_MAX_ENTRIES = env.int("VERIDICT_SEAL_MAX_ENTRIES", default=100_000)
 
+# Outside anchor backends besides the built-in TSA (README "Anchoring"): a JSON list of objects,
+# e.g. [{"name": "peer", "type": "rfc3161", "url": "https://tsa.example/tsr", "interval": 60,
+# "roots": ["/etc/veridict/peer-tsa-ca.pem"]}]; timestamping/anchor_backends.py checks them.
+try:
+    ANCHOR_BACKENDS = env.json("VERIDICT_ANCHORS", default=[])
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"VERIDICT_ANCHORS is not JSON: {_exc}") from _exc
+# How often beat looks for backends whose interval is due, and how often the sweeper retries
+# anchors that failed or went missing (built-in stamps included).
+ANCHOR_DUE_INTERVAL_SECONDS = env.float("VERIDICT_ANCHOR_DUE_INTERVAL", default=5.0)
+ANCHOR_SWEEP_INTERVAL_SECONDS = env.float("VERIDICT_ANCHOR_SWEEP_INTERVAL", default=30.0)
+# A failed anchor is retried after base·2^(failures-1) seconds, at most max, less up to half
+# (jitter, so that many jobs failed by one outage do not retry in step).
+ANCHOR_RETRY_BASE_SECONDS = env.float("VERIDICT_ANCHOR_RETRY_BASE", default=10.0)
+ANCHOR_RETRY_MAX_SECONDS = env.float("VERIDICT_ANCHOR_RETRY_MAX", default=600.0)
+# Default HTTP timeout of a remote TSA (a backend may set its own "timeout").
+ANCHOR_HTTP_TIMEOUT_SECONDS = env.float("VERIDICT_ANCHOR_HTTP_TIMEOUT", default=10.0)
+# Requests per client address to this instance's own TSA at /tsa (DRF rate syntax).
+TSA_HTTP_RATE = env("VERIDICT_TSA_RATE", default="60/min")
+# If set, GET /metrics wants `Authorization: Bearer <token>`; else it is open (firewall it).
+METRICS_TOKEN = env("VERIDICT_METRICS_TOKEN", default="")
+
 # Largest JSON body accepted (bulk requests included); larger ones get 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("VERIDICT_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
@@ -188,6 +216,7 @@ MASTER_KEY_FILE = Path(
 )
 # Who may read a receipt: the function decides from the entry and the request (audit/access.py).
 RECEIPT_ACCESS = "audit.access.receipt_allowed"
+RECEIPT_EXTRA = "audit.access.receipt_extra"
 
 # Celery. With REDIS_URL it is the broker; without, a file transport under var/ needs no server.
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
@@ -197,11 +226,15 @@ if not REDIS_URL:
         "data_folder_in": str(_celery_dir / "queue"),
         "data_folder_out": str(_celery_dir / "queue"),
         "processed_folder": str(_celery_dir / "processed"),
+        # Where remote control (inspect, ping) keeps its mailboxes; the default is the cwd.
+        "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
     }
 else:
     # Longer than the hard time limit, so Redis never redelivers a task that is still running.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Retry the broker forever: a worker that gave up after an outage would need a person.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -215,7 +248,44 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SEAL_INTERVAL_SECONDS,
         "options": {"expires": SEAL_INTERVAL_SECONDS * 0.9},
     },
+    # Outside anchors: backends whose interval is due anchor the latest checkpoint; the sweeper
+    # retries failed and missing anchors with backoff.
+    "anchors-due": {
+        "task": "timestamping.anchors_due",
+        "schedule": ANCHOR_DUE_INTERVAL_SECONDS,
+        "options": {"expires": ANCHOR_DUE_INTERVAL_SECONDS * 0.9},
+    },
+    "anchors-sweep": {
+        "task": "timestamping.anchors_sweep",
+        "schedule": ANCHOR_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": ANCHOR_SWEEP_INTERVAL_SECONDS * 0.9},
+    },
+    # Erases personal data and stored files past each AI system's retention period (daily;
+    # a run missed because the workers were down is not worth queueing twice).
+    "retention-sweep": {
+        "task": "audit.retention_sweep",
+        "schedule": 24 * 60 * 60,
+        "options": {"expires": 6 * 60 * 60},
+    },
 }
+
+# structlog: readable lines when developing, JSON lines in production. Tracebacks are plain:
+# the default rich formatter would print frame locals, and a frame may hold key material.
+structlog.configure(
+    # Through the standard logging module, so that Celery and gunicorn handle these lines like
+    # their own (not as captured stdout at WARNING).
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        *(
+            [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
+            if DEBUG
+            else [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        ),
+    ],
+)
 
 LOGGING = {
     "version": 1,

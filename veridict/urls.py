@@ -5,10 +5,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from audit.views import decision_subject
+from timestamping.urls import public_urlpatterns
 from timestamping.views import home
 
 urlpatterns = [
     path("", home, name="home"),
+    path("", include(public_urlpatterns)),
     path("api/v1/", include("timestamping.urls")),
     path("api/v1/", include("audit.urls")),
     path("d/<str:token>", decision_subject, name="decision-subject"),
@@ -16,3 +18,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "veridict.api_errors.not_found"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import uuid
 from typing import Any
 
 import rfc8785
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from veridict_verify.formats import format_time
 
 from audit import vault
@@ -31,8 +33,8 @@ PERSONAL_FIELDS = (
 class DecisionConflict(Exception):
     """The idempotency key or client decision id was used before for a different request."""
 
-    def __init__(self, field: str) -> None:
-        super().__init__(f"{field} was already used for a different request")
+    def __init__(self, field: str, message: str | None = None) -> None:
+        super().__init__(message or f"{field} was already used for a different request")
         self.field = field
 
 
@@ -47,11 +49,15 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(item) for item in value]
     if hasattr(value, "tzinfo"):  # datetimes, normalised to the leaf's one format
         return format_time(value)
+    if isinstance(value, uuid.UUID):  # `supersedes`, as the serializer hands it over
+        return str(value)
     return value
 
 
 def request_digest(data: dict[str, Any]) -> bytes:
-    return hashlib.sha256(rfc8785.dumps(_jsonable(data))).digest()
+    """Keyed, not a bare SHA-256: the request holds personal data, which a plain digest would let
+    anyone with the row confirm by guessing, even after the subject's erasure."""
+    return vault.keyed_digest(purpose=b"veridict/request/v1", data=rfc8785.dumps(_jsonable(data)))
 
 
 def model_version_register(
@@ -107,11 +113,13 @@ def model_version_register(
 
 
 def _existing(system: AISystem, idempotency_key: str | None, client_id: str) -> Decision | None:
+    """The decision under this idempotency key, else under this client decision id: one query."""
+    match = Q(client_decision_id=client_id)
     if idempotency_key is not None:
-        found = Decision.objects.filter(system=system, idempotency_key=idempotency_key).first()
-        if found is not None:
-            return found
-    return Decision.objects.filter(system=system, client_decision_id=client_id).first()
+        match |= Q(idempotency_key=idempotency_key)
+    found = list(Decision.objects.filter(match, system=system).select_related("entry")[:2])
+    by_key = [decision for decision in found if decision.idempotency_key == idempotency_key]
+    return (by_key or found or [None])[0]
 
 
 def _replay(existing: Decision, digest: bytes, idempotency_key: str | None) -> Decision:
@@ -133,34 +141,35 @@ def decision_record(
     existing = _existing(system, idempotency_key, data["client_decision_id"])
     if existing is not None:
         return _replay(existing, digest, idempotency_key), False
-    with transaction.atomic(durable=True):
-        try:
-            # One savepoint for entry and row: losing a race to a concurrent twin undoes both.
-            with transaction.atomic():
-                return _decision_create(system, data, digest, idempotency_key), True
-        except IntegrityError:
-            existing = _existing(system, idempotency_key, data["client_decision_id"])
-            if existing is None:
-                raise
-            return _replay(existing, digest, idempotency_key), False
+    try:
+        with transaction.atomic(durable=True):
+            return _decision_create(system, data, digest, idempotency_key), True
+    except IntegrityError:
+        # A concurrent twin committed first: our entry and row are rolled back with the whole
+        # transaction (no savepoint: each is a round trip), and the twin's answer is the answer.
+        existing = _existing(system, idempotency_key, data["client_decision_id"])
+        if existing is None:
+            if data.get("supersedes"):  # a concurrent correction of the same decision won
+                raise DecisionConflict(
+                    "supersedes", "the decision was already superseded"
+                ) from None
+            raise
+        return _replay(existing, digest, idempotency_key), False
 
 
-def _decision_create(
-    system: AISystem, data: dict[str, Any], digest: bytes, idempotency_key: str | None
-) -> Decision:
-    model = data["model"]
-    model_version = (
-        ModelVersion.objects.filter(
-            system=system, name=model["name"], version=model["version"]
-        ).first()
-        or model_version_register(system=system, name=model["name"], version=model["version"])[0]
-    )
-    supersedes = None
-    if data.get("supersedes"):
-        supersedes = Decision.objects.filter(system=system, entry__uuid=data["supersedes"]).first()
-        if supersedes is None:
-            raise UnknownDecision(f"no decision {data['supersedes']} to supersede")
-    subject = subject_get_or_create(system=system, reference=data["subject_ref"])
+def decision_envelope(
+    *,
+    system: AISystem,
+    data: dict[str, Any],
+    model_version: ModelVersion,
+    supersedes: Decision | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A decision's leaf body and its personal part (the fields and their commitment salts).
+
+    The leaf holds only salted commitments to the personal fields; the personal part is what
+    gets sealed under the subject's key. Shared by the single and the bulk endpoint, so that
+    both write the same leaves.
+    """
     personal = {name: _jsonable(data.get(name)) for name in PERSONAL_FIELDS}
     salts = {name: vault.salt_new() for name, value in personal.items() if value is not None}
     envelope = {
@@ -178,14 +187,44 @@ def _decision_create(
             name: vault.commitment(salt=salt, value=personal[name]) for name, salt in salts.items()
         },
     }
+    sealed_part = {
+        "fields": personal,
+        "salts": {name: base64.b64encode(salt).decode() for name, salt in salts.items()},
+    }
+    return envelope, sealed_part
+
+
+def decision_personal_seal(*, data_key: bytes, entry_uuid: Any, personal: dict[str, Any]) -> bytes:
+    """The personal part encrypted under the subject's key, bound to the decision's entry."""
+    return vault.seal_json(data_key, personal, context=f"decision:{entry_uuid}".encode())
+
+
+def _decision_create(
+    system: AISystem, data: dict[str, Any], digest: bytes, idempotency_key: str | None
+) -> Decision:
+    # The subject's row lock first, the log's sequence lock (a model version's entry) after:
+    # the order erasure takes them too, so the two never wait on each other in a cycle.
+    subject = subject_get_or_create(system=system, reference=data["subject_ref"])
+    model = data["model"]
+    model_version = (
+        ModelVersion.objects.filter(system=system, name=model["name"], version=model["version"])
+        .select_related("entry")  # the envelope names the version's entry
+        .first()
+        or model_version_register(system=system, name=model["name"], version=model["version"])[0]
+    )
+    supersedes = None
+    if data.get("supersedes"):
+        supersedes = Decision.objects.filter(system=system, entry__uuid=data["supersedes"]).first()
+        if supersedes is None:
+            raise UnknownDecision(f"no decision {data['supersedes']} to supersede")
+        if Decision.objects.filter(supersedes=supersedes).exists():
+            raise DecisionConflict("supersedes", "the decision was already superseded")
+    envelope, personal = decision_envelope(
+        system=system, data=data, model_version=model_version, supersedes=supersedes
+    )
     entry, _ = entry_append(kind="decision", envelope=envelope)
-    sealed = vault.seal_json(
-        subject_key(subject),
-        {
-            "fields": personal,
-            "salts": {name: base64.b64encode(salt).decode() for name, salt in salts.items()},
-        },
-        context=f"decision:{entry.uuid}".encode(),
+    sealed = decision_personal_seal(
+        data_key=subject_key(subject), entry_uuid=entry.uuid, personal=personal
     )
     return Decision.objects.create(
         system=system,

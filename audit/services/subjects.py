@@ -2,74 +2,139 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import structlog
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import vault
-from audit.models import AISystem, Decision, Subject
+from audit.models import AISystem, Decision, Erasure, Subject
 from timestamping.services import entry_append
 
 log = structlog.get_logger(__name__)
 
 
-def _key_context(subject: Subject) -> bytes:
+def subject_key_context(subject: Subject) -> bytes:
     return f"subject:{subject.system_id}:{bytes(subject.lookup).hex()}".encode()
+
+
+def _key_new(subject: Subject) -> bytes:
+    return vault.data_key_wrap(vault.data_key_new(), context=subject_key_context(subject))
 
 
 def subject_key(subject: Subject) -> bytes:
     """The subject's data key; VaultError once the subject is erased."""
     if subject.wrapped_key is None:
         raise vault.VaultError("the subject's personal data was erased")
-    return vault.data_key_unwrap(bytes(subject.wrapped_key), context=_key_context(subject))
+    return vault.data_key_unwrap(bytes(subject.wrapped_key), context=subject_key_context(subject))
+
+
+def subject_by_reference(*, system: AISystem, reference: str) -> Subject | None:
+    lookup = vault.subject_lookup(system_id=system.pk, reference=reference)
+    return Subject.objects.filter(system=system, lookup=lookup).first()
 
 
 def subject_get_or_create(*, system: AISystem, reference: str) -> Subject:
     """The subject with this reference in this system, with a data key; a subject erased before
-    gets a new key, so what was erased stays unreadable."""
-    lookup = vault.subject_lookup(system_id=system.pk, reference=reference)
-    subject = Subject.objects.filter(system=system, lookup=lookup).first()
-    if subject is None:
-        subject = Subject(system=system, lookup=lookup)
-        subject.wrapped_key = vault.data_key_wrap(
-            vault.data_key_new(), context=_key_context(subject)
-        )
-        try:
-            with transaction.atomic():  # a concurrent first decision for the same person
-                subject.save()
-        except IntegrityError:
-            subject = Subject.objects.get(system=system, lookup=lookup)
-    if subject.wrapped_key is None:
-        subject.wrapped_key = vault.data_key_wrap(
-            vault.data_key_new(), context=_key_context(subject)
-        )
-        subject.save(update_fields=["wrapped_key"])
-    return subject
+    gets a new key, so what was erased stays unreadable.
 
-
-def subject_erase(*, system: AISystem, reference: str, reason: str) -> Subject | None:
-    """Destroys the subject's data key and appends the erasure to the log; None if unknown.
-
-    Receipts keep verifying: leaves hold only salted commitments, whose salts were encrypted
-    under the destroyed key."""
+    Locks the subject's row until the caller's transaction ends: subject_erase takes the same
+    lock, so a decision is either named by an erasure or sealed under a key that outlives it,
+    never sealed under a key an erasure destroys before the decision commits.
+    """
     lookup = vault.subject_lookup(system_id=system.pk, reference=reference)
     with transaction.atomic():
         subject = Subject.objects.select_for_update().filter(system=system, lookup=lookup).first()
-        if subject is None or subject.wrapped_key is None:
-            return subject
-        decisions = Decision.objects.filter(subject=subject).select_related("entry")
+        if subject is None:
+            subject = Subject(system=system, lookup=lookup)
+            subject.wrapped_key = _key_new(subject)
+            try:
+                with transaction.atomic():  # a concurrent first decision for the same person
+                    subject.save()
+            except IntegrityError:
+                subject = Subject.objects.select_for_update().get(system=system, lookup=lookup)
+        if subject.wrapped_key is None:
+            subject.wrapped_key = _key_new(subject)
+            subject.save(update_fields=["wrapped_key"])
+    return subject
+
+
+def erasure_latest(*, subject: Subject) -> Erasure | None:
+    return (
+        Erasure.objects.select_related("entry")
+        .filter(subject=subject)
+        .order_by("-erased_at", "-pk")
+        .first()
+    )
+
+
+def subject_erase(
+    *,
+    subject: Subject,
+    reason: str,
+    note: str = "",
+    erased_by: Any = None,
+    before: datetime | None = None,
+) -> Erasure | None:
+    """Destroys the subject's data key and appends the erasure, naming every decision of the
+    subject, to the log; None when there is nothing to erase (erased already, or, with `before`,
+    the subject has a decision received at or after it).
+
+    Receipts keep verifying: leaves hold only salted commitments, whose salts were encrypted
+    under the destroyed key. The free-text note is only committed in the leaf.
+    """
+    if reason not in Erasure.Reason.values:
+        raise ValueError(f"reason must be one of {Erasure.Reason.values}")
+    with transaction.atomic(durable=True):
+        locked = (
+            Subject.objects.select_for_update(of=("self",))
+            .select_related("system")
+            .filter(pk=subject.pk)
+        ).first()
+        if locked is None or locked.wrapped_key is None:
+            return None
+        decisions = Decision.objects.filter(subject=locked)
+        # Checked under the lock: a decision recorded since the caller chose this subject.
+        if before is not None and decisions.filter(received_at__gte=before).exists():
+            return None
+        decision_ids = sorted(str(uuid) for uuid in decisions.values_list("entry__uuid", flat=True))
+        salt = vault.salt_new() if note else None
         entry, _ = entry_append(
             kind="erasure",
             envelope={
                 "type": "erasure",
-                "system": system.slug,
+                "system": locked.system.slug,
                 "reason": reason,
-                "decisions": sorted(str(d.entry.uuid) for d in decisions),
+                "note": vault.commitment(salt=salt, value=note) if salt else None,
+                "decisions": decision_ids,
             },
         )
-        subject.wrapped_key = None
-        subject.erased_at = timezone.now()
-        subject.erasure_entry = entry
-        subject.save(update_fields=["wrapped_key", "erased_at", "erasure_entry"])
-    log.info("subject_erased", system=system.slug, subject=subject.pk, reason=reason)
-    return subject
+        now = timezone.now()
+        erasure = Erasure.objects.create(
+            system=locked.system,
+            entry=entry,
+            reason=reason,
+            subject=locked,
+            decisions=len(decision_ids),
+            note=note,
+            note_salt=salt,
+            erased_by=erased_by if getattr(erased_by, "pk", None) else None,
+            erased_at=now,
+        )
+        locked.wrapped_key = None
+        locked.erased_at = now
+        locked.erasure_entry = entry
+        locked.save(update_fields=["wrapped_key", "erased_at", "erasure_entry"])
+    subject.wrapped_key, subject.erased_at, subject.erasure_entry = None, now, entry
+    log.info(
+        "subject_erased",
+        system=locked.system.slug,
+        subject=locked.pk,
+        entry=str(entry.uuid),
+        reason=reason,
+        decisions=len(decision_ids),
+        erased_by=erasure.erased_by_id,
+    )
+    return erasure

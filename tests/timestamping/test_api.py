@@ -132,7 +132,8 @@ def test_a_batch_shows_its_header_checkpoint_and_anchor(client, sealed_log):
     checkpoint = checkpoint_open(body["checkpoint"], keys)
     assert checkpoint.root.hex() == body["root"] == body["header"]["root"]
     assert checkpoint.header_hash.hex() == body["header_hash"]
-    assert [(a["type"], a["tsa"]) for a in body["anchors"]] == [("rfc3161", "builtin")]
+    assert [(a["type"], a["evidence"]["tsa"]) for a in body["anchors"]] == [("rfc3161", "builtin")]
+    assert base64.b64decode(body["anchors"][0]["evidence"]["tsr_b64"])
 
 
 @pytest.mark.parametrize("number", [0, 2, 10**12])

@@ -74,24 +74,26 @@ def entry_append(
         received_at=received_text,
         mmd_seconds=settings.MMD_SECONDS,
     )
-    with transaction.atomic():
+    row = {
+        "uuid": entry_id,
+        "kind": kind,
+        "received_at": received_at,
+        "canonical": canonical,
+        "leaf_hash": leaf_hash,
+        "idempotency_key": idempotency_key,
+    }
+    # No savepoint of its own when it joins the caller's transaction (each is a round trip): what
+    # fails in here leaves that transaction to roll back, entry and all.
+    with transaction.atomic(savepoint=False):
         seq_lock_share()
-        set_note = keys.sign(promise.body())
+        row["set_note"] = keys.sign(promise.body())
+        if idempotency_key is None:
+            return Entry.objects.create(**row), True
         try:
             # A savepoint: losing the race to a concurrent request with the same key must not
             # spoil the caller's transaction.
             with transaction.atomic():
-                entry = Entry.objects.create(
-                    uuid=entry_id,
-                    kind=kind,
-                    received_at=received_at,
-                    canonical=canonical,
-                    leaf_hash=leaf_hash,
-                    set_note=set_note,
-                    idempotency_key=idempotency_key,
-                )
+                entry = Entry.objects.create(**row)
         except IntegrityError:
-            if idempotency_key is None:
-                raise
             return Entry.objects.get(idempotency_key=idempotency_key), False
     return entry, True

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from veridict_verify.ethereum import RPCNode
 from veridict_verify.note import NoteError, VerifierKey
 from veridict_verify.receipt import receipt_verify
 
@@ -17,7 +18,8 @@ EXIT_OK, EXIT_FAILED, EXIT_UNREADABLE, EXIT_PENDING = 0, 1, 2, 3
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="veridict-verify",
-        description="Check a Veridict receipt offline against keys you pin.",
+        description="Check a Veridict receipt offline against keys you pin (and, for ethereum "
+        "anchors, against a JSON-RPC node you choose).",
         epilog="Exit status: 0 verified, 1 a step failed, 2 unreadable input, 3 not sealed yet.",
     )
     parser.add_argument("receipt", type=Path, help="the receipt JSON file ('-' for standard input)")
@@ -30,6 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tsa-ca", type=Path, action="append", default=[], help="a TSA CA certificate (PEM)"
+    )
+    parser.add_argument(
+        "--rpc-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an Ethereum JSON-RPC node you trust (your own) to check ethereum anchors against; "
+        "repeat for anchors on several chains; without it their chain check is skipped",
     )
     parser.add_argument("--document", type=Path, help="check that the entry registers this file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -52,10 +62,18 @@ def main(argv: list[str] | None = None) -> int:
         receipt = json.loads(raw)
         tsa_ca = b"".join(path.read_bytes() for path in args.tsa_ca) or None
         document = _sha256_file(args.document) if args.document else None
+        for url in args.rpc_url:
+            RPCNode(url)  # refuses what is not an http(s) URL before any step runs
     except (OSError, ValueError, NoteError) as exc:
         print(f"veridict-verify: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
-    report = receipt_verify(receipt, keys=keys, tsa_ca_pem=tsa_ca, document_sha256=document)
+    report = receipt_verify(
+        receipt,
+        keys=keys,
+        tsa_ca_pem=tsa_ca,
+        document_sha256=document,
+        rpc_urls=args.rpc_url,
+    )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

@@ -8,11 +8,12 @@ import binascii
 import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from veridict_verify import merkle
+from veridict_verify.ethereum import ChainAnchor, ChainError, RPCNode, chain_anchor_verify
 from veridict_verify.formats import (
     ZERO_HASH_HEX,
     Checkpoint,
@@ -26,6 +27,7 @@ from veridict_verify.timestamp import TimestampError, timestamp_verify
 
 RECEIPT_VERSION = "veridict.receipt/v1"
 OK, FAILED, PENDING, SKIPPED = "ok", "failed", "pending", "skipped"
+ANCHOR_TYPES = ("rfc3161", "ethereum")
 
 
 class StepFailed(Exception):
@@ -125,11 +127,13 @@ class _Verification:
         keys: list[VerifierKey],
         tsa_ca_pem: bytes | None,
         document_sha256: bytes | None,
+        nodes: list[RPCNode],
     ) -> None:
         self.receipt = receipt
         self.keys = keys
         self.tsa_ca_pem = tsa_ca_pem
         self.document_sha256 = document_sha256
+        self.nodes = nodes
         self.entry = receipt.get("entry") or {}
 
     def leaf(self) -> str:
@@ -144,11 +148,31 @@ class _Verification:
             if leaf.get(name) != self.entry.get(name):
                 raise StepFailed(f"entry.{name} differs from the {name} inside the leaf")
         if self.document_sha256 is not None:
-            body = leaf.get("body")
-            if not isinstance(body, dict) or body.get("sha256") != self.document_sha256.hex():
-                raise StepFailed("the document's SHA-256 is not the one this entry registered")
-            return f"leaf hash {claimed.hex()} matches; it registers this document"
+            how = self._document(leaf.get("body"), self.document_sha256)
+            return f"leaf hash {claimed.hex()} matches; it registers this document ({how})"
         return f"leaf hash {claimed.hex()} matches the canonical bytes"
+
+    def _document(self, body: Any, digest: bytes) -> str:
+        """Checks that the leaf body registers the document with this SHA-256: by its digest, or
+        (a private document) by SHA-256(salt || digest) with the salt the receipt carries."""
+        if isinstance(body, dict) and "sha256" in body:
+            if body["sha256"] != digest.hex():
+                raise StepFailed("the document's SHA-256 is not the one this entry registered")
+            return "by its SHA-256"
+        if isinstance(body, dict) and "commitment" in body:
+            document = self.receipt.get("document")
+            salt = _b64(
+                document.get("salt_b64") if isinstance(document, dict) else None,
+                "document.salt_b64 (a private document's receipt carries it only when fetched "
+                "with its AI system's key)",
+            )
+            if hashlib.sha256(salt + digest).hexdigest() != body["commitment"]:
+                raise StepFailed(
+                    "SHA-256(document.salt_b64 || the document's SHA-256) is not the commitment "
+                    "this entry registered"
+                )
+            return "private: by its salted commitment"
+        raise StepFailed("the entry registers no document: its body has no sha256 or commitment")
 
     def set(self) -> str:
         text, key = _open(self.receipt.get("set"), self.keys, "set")
@@ -258,7 +282,7 @@ class _Verification:
     def anchor(self, anchor: Any) -> tuple[str, str]:
         if not isinstance(anchor, dict):
             raise StepFailed("the anchor is not an object")
-        if anchor.get("type") != "rfc3161":
+        if anchor.get("type") not in ANCHOR_TYPES:
             raise StepFailed(f"anchor type {anchor.get('type')!r} is not one this verifier checks")
         text, _ = _open(anchor.get("checkpoint"), self.keys, "anchor checkpoint")
         anchored = Checkpoint.parse(text)
@@ -272,6 +296,8 @@ class _Verification:
             )
         except merkle.ProofError as exc:
             raise StepFailed(f"the anchored tree does not extend the entry's: {exc}") from exc
+        if anchor["type"] == "ethereum":
+            return self._ethereum(anchor, text, anchored)
         source = f"time-stamp by {anchor.get('tsa')} of tree size {anchored.tree_size}"
         if self.tsa_ca_pem is None:
             return (
@@ -285,6 +311,46 @@ class _Verification:
             raise StepFailed(str(exc)) from exc
         return OK, f"{source}: existed at {format_time(stamped_at)}"
 
+    def _ethereum(self, anchor: dict[str, Any], text: str, anchored: Checkpoint) -> tuple[str, str]:
+        """The chain part of an ethereum anchor: checked against the user's own node, since the
+        receipt's word on a chain proves nothing."""
+        try:
+            claim = ChainAnchor.parse(anchor)
+        except ChainError as exc:
+            raise StepFailed(str(exc)) from exc
+        source = f"{claim.describe()}, of tree size {anchored.tree_size}"
+        if not self.nodes:
+            return (
+                SKIPPED,
+                f"{source}: consistency checked; no --rpc-url given, so the chain was not",
+            )
+        node = self._node_for(claim.chain_id)
+        try:
+            confirmations = chain_anchor_verify(claim, body=text.encode(), node=node)
+        except ChainError as exc:
+            raise StepFailed(str(exc)) from exc
+        return (
+            OK,
+            f"{source}: existed at {format_time(claim.block_time)}, "
+            f"{confirmations} confirmation{'s' if confirmations != 1 else ''} "
+            f"(node {node.name})",
+        )
+
+    def _node_for(self, chain_id: int) -> RPCNode:
+        """The given node of this chain. With one node, that node: the check then says which
+        chain it serves if it is another."""
+        if len(self.nodes) == 1:
+            return self.nodes[0]
+        served = []
+        for node in self.nodes:
+            try:
+                if node.chain_id() == chain_id:
+                    return node
+                served.append(f"{node.name} chain {node.chain_id()}")
+            except ChainError as exc:
+                served.append(str(exc))
+        raise StepFailed(f"no --rpc-url node serves chain {chain_id}: {'; '.join(served)}")
+
 
 def receipt_verify(
     receipt: Any,
@@ -292,14 +358,18 @@ def receipt_verify(
     keys: list[VerifierKey],
     tsa_ca_pem: bytes | None = None,
     document_sha256: bytes | None = None,
+    rpc_urls: Sequence[str] = (),
 ) -> Report:
     """Runs the steps in order and stops at the first that fails; a receipt of an entry that is
-    not sealed yet verifies up to `set` and reports the rest as pending."""
+    not sealed yet verifies up to `set` and reports the rest as pending. Ethereum anchors are
+    checked against the JSON-RPC nodes at `rpc_urls` (yours: the chain's word is only as good
+    as the node you ask); without one, their step is skipped."""
     report = Report()
     if not isinstance(receipt, dict) or receipt.get("version") != RECEIPT_VERSION:
         report.steps.append(Step("leaf", FAILED, f"not a {RECEIPT_VERSION} receipt"))
         return report
-    check = _Verification(receipt, keys, tsa_ca_pem, document_sha256)
+    nodes = [RPCNode(url) for url in rpc_urls]
+    check = _Verification(receipt, keys, tsa_ca_pem, document_sha256, nodes)
 
     def run(name: str, step: Callable[[], str | tuple[str, str]]) -> bool:
         try:

@@ -19,8 +19,9 @@ from timestamping.models import Entry
 class Command(BaseCommand):
     help = (
         "Recompute every leaf hash, SET, tree tile, root, batch header, chain link, checkpoint "
-        "signature and built-in time-stamp of the stored log. Prints 'ledger verified: ...' and "
-        "exits 0, or names the first mismatch and where it is and exits 1."
+        "signature and time-stamp (built-in, and remote ones whose roots are configured) of the "
+        "stored log. Prints 'ledger verified: ...' and exits 0, or names the first mismatch and "
+        "where it is and exits 1."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
