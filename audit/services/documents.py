@@ -53,7 +53,10 @@ def _file_store(content: File) -> str:
     someone) and returns the storage name."""
     field = Document._meta.get_field("file")
     name = field.generate_filename(None, uuid.uuid4().hex)  # type: ignore[attr-defined]
-    return default_storage.save(name, content)
+    try:
+        return default_storage.save(name, content)
+    finally:
+        content.close()  # the temporary file was moved: closing now spares a warning later
 
 
 def _file_attach(system: AISystem, document: Document, content: File | None) -> Document:
