@@ -75,19 +75,13 @@ def tiles_load(needs: Iterable[tuple[int, int, int]]) -> dict[TileKey, bytes]:
     return found
 
 
-@functools.lru_cache(maxsize=512)  # about 17 MB of hashes when full
-def tile_nodes(tile: bytes) -> tuple[tuple[bytes, ...], ...]:
-    """Every perfect subtree inside a tile, by height: row 0 is the tile's own hashes.
+@functools.lru_cache(maxsize=2048)  # keys are at most 128 hashes: a few MB when full
+def perfect_root(hashes: bytes) -> bytes:
+    """The root of a perfect subtree from its 2^k hashes at a tile's level, concatenated.
 
-    Keyed by the tile's bytes, so a cached answer can never be stale: a tile that grows is other
-    bytes. Proofs keep asking for the same few tiles near the right edge of the tree.
-    """
-    row = tuple(tile[i : i + HASH] for i in range(0, len(tile), HASH))
-    rows = [row]
-    for _ in range(TILE_HEIGHT):
-        row = tuple(merkle.node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2))
-        rows.append(row)
-    return tuple(rows)
+    Keyed by the bytes, so a cached answer can never be stale; polling auditors keep asking
+    for the same subtrees near the tree's right edge."""
+    return merkle.root_from_leaves([hashes[i : i + HASH] for i in range(0, len(hashes), HASH)])
 
 
 class TreeView:
@@ -105,7 +99,8 @@ class TreeView:
         level, rest = divmod(height, TILE_HEIGHT)
         first = index << rest
         tile = self._tiles[(level, first // TILE_WIDTH)]
-        return tile_nodes(tile)[rest][(first % TILE_WIDTH) >> rest]
+        offset = (first % TILE_WIDTH) * HASH
+        return perfect_root(tile[offset : offset + (HASH << rest)])
 
     def range_hash(self, lo: int, hi: int) -> bytes:
         return merkle.fold_right(
@@ -165,6 +160,10 @@ def tree_extend(old_size: int, leaf_hashes: list[bytes]) -> list[NewTile]:
             hashes = stream[start : start + TILE_WIDTH * HASH]
             new_tiles.append(NewTile(level, tile_index, hashes))
             if len(hashes) == TILE_WIDTH * HASH:
-                parents.append(tile_nodes(hashes)[TILE_HEIGHT][0])
+                parents.append(
+                    merkle.root_from_leaves(
+                        [hashes[i : i + HASH] for i in range(0, len(hashes), HASH)]
+                    )
+                )
         level, before, additions = level + 1, before // TILE_WIDTH, parents
     return new_tiles
