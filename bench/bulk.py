@@ -3,8 +3,6 @@ bodies) against psycopg COPY of the same audit_decision and timestamping_entry r
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import http.client
 import io
 import json
@@ -15,16 +13,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import rfc8785
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.db.models import Model
 
 from audit import api_bulk, vault
@@ -32,7 +27,7 @@ from audit.models import AISystem, Decision, ModelVersion, Subject
 from audit.services import bulk
 from audit.services.bulk import decisions_bulk_record
 from audit.services.systems import api_key_create
-from bench import KEY_DIR, Figure, LogMark, log_mark, log_revert, median, say
+from bench import KEY_DIR, Figure, LogMark, log_mark, log_revert, median, phases_timed, say
 from timestamping import keys
 from timestamping.models import Entry
 
@@ -96,35 +91,6 @@ def _body(tag: str, count: int = RECORDS) -> bytes:
         }
         lines.append(json.dumps(record, separators=(",", ":")).encode())
     return b"\n".join(lines) + b"\n"
-
-
-@contextlib.contextmanager
-def phases_timed() -> Iterator[dict[str, float]]:
-    spent: dict[str, float] = defaultdict(float)
-    active = [False]
-
-    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if active[0]:
-                return function(*args, **kwargs)
-            active[0] = True
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                spent[name] += time.perf_counter() - start
-                active[0] = False
-
-        return wrapper
-
-    with contextlib.ExitStack() as stack:
-        for owner, attribute, name in PHASES:
-            target = owner if owner is not None else connections["default"]
-            stack.enter_context(
-                mock.patch.object(target, attribute, timed(name, getattr(target, attribute)))
-            )
-        yield spent
 
 
 # --- rows: marks, copies, clean-up ----------------------------------------------------------------
@@ -284,7 +250,7 @@ def _breakdown(system: AISystem, body: bytes) -> tuple[float, dict[str, float]]:
     """One bulk in process, phases timed; (seconds, seconds per phase). Undone afterwards."""
     mark = log_mark()
     try:
-        with phases_timed() as spent:
+        with phases_timed(PHASES) as spent:
             start = time.perf_counter()
             serializer = api_bulk.BulkDecisionSerializer()
             raw_records = api_bulk.ndjson_records(io.BytesIO(body))

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import json
 import os
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
-from unittest import mock
+from collections.abc import Sequence
 
-from django.db import connections
 from veridict_verify import merkle
 
-from bench import Figure, entries_copy, entries_make, log_ensure, log_mark, log_revert, median, say
+from bench import (
+    Figure,
+    entries_copy,
+    entries_make,
+    log_ensure,
+    log_mark,
+    log_revert,
+    median,
+    phases_timed,
+    say,
+)
 from timestamping import keys, tree
 from timestamping.models import Anchor, Batch, Tile
 from timestamping.services import batch_seal, sealing
@@ -58,38 +62,6 @@ def ceiling_root(canonicals: Sequence[bytes]) -> bytes:
             paired.append(level[-1])
         level = paired
     return level[0] if level else merkle.EMPTY_ROOT
-
-
-@contextlib.contextmanager
-def phases_timed() -> Iterator[dict[str, float]]:
-    """Seconds spent in each phase of the seals run inside; the service itself is not touched."""
-    spent: dict[str, float] = defaultdict(float)
-    active = [False]
-
-    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            # A phase inside another (the anchor's own commit inside the TSA stamp) counts there.
-            if active[0]:
-                return function(*args, **kwargs)
-            active[0] = True
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                spent[name] += time.perf_counter() - start
-                active[0] = False
-
-        return wrapper
-
-    with contextlib.ExitStack() as stack:
-        for owner, attribute, name in PHASES:
-            # The commit is the connection's: Atomic.__exit__ -> connection.commit() -> _commit().
-            target = owner if owner is not None else connections["default"]
-            stack.enter_context(
-                mock.patch.object(target, attribute, timed(name, getattr(target, attribute)))
-            )
-        yield spent
 
 
 def _seal_check(batch: Batch | None, leaf_hashes: Sequence[bytes], old_size: int) -> None:
@@ -160,7 +132,7 @@ def run() -> list[Figure]:
         entries_copy(rows)
         copy_seconds = time.perf_counter() - clock
         try:
-            with phases_timed() as spent:
+            with phases_timed(PHASES) as spent:
                 start = time.perf_counter()
                 batch = batch_seal()
                 seal_seconds.append(time.perf_counter() - start)

@@ -25,14 +25,16 @@ def service_reachable(host: str, port: int) -> bool:
         return False
 
 
-def require_service(name: str, host: str, port: int) -> None:
-    """Skips the calling test when a service is down on a laptop; fails it under .ci/run."""
-    if service_reachable(host, port):
-        return
-    message = f"{name} is not reachable at {host}:{port}"
+def missing(message: str) -> None:
+    """A service or program a test needs is missing: skips on a laptop, fails under .ci/run."""
     if REQUIRE_SERVICES:
         pytest.fail(f"{message} (VERIDICT_REQUIRE_SERVICES=1)")
     pytest.skip(message)
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if not service_reachable(host, port):
+        missing(f"{name} is not reachable at {host}:{port}")
 
 
 def pytest_configure(config: pytest.Config) -> None:

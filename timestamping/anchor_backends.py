@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import base64
 import functools
 import hashlib
@@ -67,7 +68,7 @@ class Evidence:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class AnchorBackend:
+class AnchorBackend(abc.ABC):
     """One configured anchor source. Subclasses set `type` and implement `anchor`."""
 
     type: ClassVar[str]
@@ -85,17 +86,18 @@ class AnchorBackend:
         """How long a try may run before another worker may take the job over."""
         return 60.0
 
+    @abc.abstractmethod
     def anchor(self, *, body: bytes, detail: dict[str, Any]) -> Evidence:
         """Anchors a checkpoint body; raises AnchorFailed with the reason."""
-        raise NotImplementedError
 
     def confirm(self, *, detail: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         """For evidence that was not final: (final now?, updated detail)."""
         return True, detail
 
     @classmethod
+    @abc.abstractmethod
     def from_config(cls, entry: dict[str, Any], common: dict[str, Any]) -> AnchorBackend:
-        raise NotImplementedError
+        """The backend one VERIDICT_ANCHORS entry describes; ImproperlyConfigured if it is wrong."""
 
 
 class RFC3161Backend(AnchorBackend):

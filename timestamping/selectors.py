@@ -232,8 +232,8 @@ def receipt_get(*, entry: Entry, request: Any = None) -> dict[str, Any]:
     """The receipt of DESIGN.md: everything needed to verify the entry offline; given the
     request, with the fields settings.RECEIPT_EXTRA adds for that reader."""
     receipt = _receipt(entry)
-    hook = getattr(settings, "RECEIPT_EXTRA", "")
-    if hook and request is not None:
+    hook = settings.RECEIPT_EXTRA
+    if request is not None:
         # timestamping does not know the domain: the function settings name decides (like
         # RECEIPT_ACCESS). It may only add fields, never replace one of the receipt's own.
         extra = dict(import_string(hook)(entry, request))

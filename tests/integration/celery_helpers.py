@@ -18,7 +18,7 @@ import pytest
 from django.conf import settings
 from veridict_verify import merkle
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.conftest import missing
 from tests.integration.test_concurrent_sealers import database_url
 from timestamping.anchor_backends import BUILTIN
 from timestamping.models import Batch, Entry
@@ -47,10 +47,7 @@ def require_program(name: str) -> str:
     """The program's path; skips the test when it is missing on a laptop, fails it under CI."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{message} (VERIDICT_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
+        missing(f"{name} is not installed")
     return path
 
 

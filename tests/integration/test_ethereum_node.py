@@ -36,7 +36,7 @@ from django.conf import settings
 from eth_account import Account
 from veridict_verify.receipt import receipt_verify
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.conftest import missing
 from timestamping import keys, selectors
 from timestamping.models import Anchor, AnchorJob
 from timestamping.services import entry_append
@@ -64,13 +64,10 @@ def anvil_executable() -> str:
     found = [path for path in candidates if path.is_file() and os.access(path, os.X_OK)]
     if found:
         return str(found[0])
-    problem = (
+    missing(
         "anvil is not installed (VERIDICT_ANVIL, or npm ci --prefix var/eth-node with "
         "tests/integration/node/package*.json)"
     )
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{problem} (VERIDICT_REQUIRE_SERVICES=1)")
-    pytest.skip(problem)
 
 
 class Anvil:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from veridict_verify.note import note_sign, note_split
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.conftest import missing
 from timestamping import keys, selectors
 from timestamping.models import Batch, Entry
 from timestamping.services import entry_append
@@ -30,10 +30,7 @@ SUMDB = GOPATH / "src" / "golang.org" / "x" / "mod" / "sumdb"
 
 def go_missing(reason: str) -> None:
     """Skips on a laptop without Go; fails under .ci/run, where Go is part of the machine."""
-    message = f"{reason}: apt-get install golang-go golang-golang-x-mod-dev"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{message} (VERIDICT_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
+    missing(f"{reason}: apt-get install golang-go golang-golang-x-mod-dev")
 
 
 @pytest.fixture(scope="session")
