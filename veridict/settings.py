@@ -43,6 +43,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "timestamping",
     "audit",
+    "review",
+    "staff",
+    "bias",
+    "portal",
 ]
 
 MIDDLEWARE = [

@@ -9,6 +9,9 @@ from timestamping.urls import public_urlpatterns
 from timestamping.views import home
 
 urlpatterns = [
+    path("", include("portal.urls")),
+    path("", include("review.urls")),
+    path("", include("bias.urls")),
     path("", home, name="home"),
     path("", include(public_urlpatterns)),
     path("api/v1/", include("timestamping.urls")),

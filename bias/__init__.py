@@ -1,0 +1,1 @@
+"""Bias audit: de-identified outcome counts, fairness metrics, dashboard, published audits."""

@@ -1,0 +1,1 @@
+"""The public verification portal: verify documents and receipts, browse the log and its keys."""

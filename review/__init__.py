@@ -1,0 +1,1 @@
+"""Human review and accountability: review queue, attributions, contests, policy guardrails."""

@@ -1,0 +1,1 @@
+"""Staff accounts: roles, admin login lockout and the admin audit trail."""
