@@ -28,6 +28,9 @@ run: install
 	@echo "Veridict on http://127.0.0.1:$(PORT)/api/docs/ (Ctrl-C stops the server, worker and beat)"
 	trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/celery -A veridict worker --beat --concurrency 1 --loglevel INFO & \
+	{ until $(PY) -c "import socket; socket.create_connection(('127.0.0.1', $(PORT)), 1)" \
+	    2>/dev/null; do sleep 1; done; \
+	  test -e var/demo-seeded || { $(PY) manage.py seed_demo --no-progress && touch var/demo-seeded; }; } & \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT) --noreload
 
 test: test-sqlite test-postgres

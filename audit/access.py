@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from audit.models import AISystem, Document, SystemAPIKey
+from review.selectors import review_chain_links
 from timestamping.models import Entry
 
 
@@ -29,7 +30,10 @@ def receipt_allowed(entry: Entry, request: Any) -> bool:
 
 def receipt_extra(entry: Entry, request: Any) -> dict[str, Any]:
     """Receipt fields for this reader only: a private document's salt, for its system's key and
-    staff, so that whoever holds the file can check it against the leaf's commitment."""
+    staff, so that whoever holds the file can check it against the leaf's commitment; and a
+    decision's review chain (informational: each link is an entry with its own receipt)."""
+    if entry.kind == "decision":
+        return review_chain_links(entry=entry, request=request)
     if entry.kind != "document":
         return {}
     document = Document.objects.filter(entry=entry, private=True).only("system_id", "salt").first()

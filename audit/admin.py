@@ -29,6 +29,7 @@ from audit.models import (
     SystemAPIKey,
 )
 from audit.services.subjects import subject_erase
+from timestamping.admin import ReadOnlyAdminMixin
 from timestamping.models import Entry
 
 ERASE_PERMISSION = "audit.erase_subject"
@@ -91,20 +92,11 @@ def _entry_link(entry: Entry | None) -> str:
     return format_html('<a href="{}">{}</a>', url, entry.uuid)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Rows recorded together with their entries: the log is their history, so the admin shows
     them and changes nothing."""
 
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class APIKeyFormSet(BaseInlineFormSet):

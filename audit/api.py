@@ -34,6 +34,8 @@ from audit.services.decisions import (
     outcome_record,
 )
 from audit.throttling import SystemKeyRateThrottle
+from review.selectors import final_output, review_status
+from review.services.intake import PolicyRejected
 from timestamping.api import BAD_REQUEST, NOT_FOUND, ErrorSerializer
 
 DECISION_EXAMPLE = {
@@ -66,6 +68,11 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
+class PolicyRejectedError(APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "policy_rejected"
+
+
 class SystemAPIView(APIView):
     """An endpoint for AI systems: their API key, throttled per key."""
 
@@ -86,7 +93,14 @@ def decision_answer(decision: Decision, request: Request) -> dict[str, Any]:
         "subject_url": request.build_absolute_uri(
             reverse("decision-subject", kwargs={"token": decision.subject_token})
         ),
+        "review": _review_brief(decision),
     }
+
+
+def _review_brief(decision: Decision) -> dict[str, Any] | None:
+    """Whether the decision awaits a person (policy, low confidence, sample), else None."""
+    review = review_status(decision=decision)
+    return None if review is None else {"status": review["status"], "reason": review["reason"]}
 
 
 class DecisionReadSerializer(serializers.Serializer):
@@ -102,6 +116,11 @@ class DecisionReadSerializer(serializers.Serializer):
     supersedes = serializers.UUIDField(source="supersedes.entry.uuid", allow_null=True)
     leaf_hash = serializers.SerializerMethodField()
     outcomes = serializers.SerializerMethodField()
+    review = serializers.SerializerMethodField()
+    final_output = serializers.SerializerMethodField(
+        help_text="The outcome that holds: a final review's, else the AI's output when no "
+        "review was asked for; null while a review is pending."
+    )
 
     def get_model(self, decision: Decision) -> dict[str, Any]:
         version = decision.model_version
@@ -109,6 +128,15 @@ class DecisionReadSerializer(serializers.Serializer):
 
     def get_leaf_hash(self, decision: Decision) -> str:
         return bytes(decision.entry.leaf_hash).hex()
+
+    def get_review(self, decision: Decision) -> dict[str, Any] | None:
+        review = review_status(decision=decision)
+        if review is None:
+            return None
+        return {**review, "due_at": serializers.DateTimeField().to_representation(review["due_at"])}
+
+    def get_final_output(self, decision: Decision) -> Any:
+        return final_output(decision=decision)
 
     def get_outcomes(self, decision: Decision) -> list[dict[str, Any]]:
         return [
@@ -172,7 +200,7 @@ class DecisionListView(SystemAPIView, generics.ListAPIView):
     queryset = Decision.objects.none()  # for the schema; requests use get_queryset
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
-        return selectors.decisions_of(system=self.request.auth.system)
+        return selectors.decisions_of(system=self.request.auth.system).select_related("review_item")
 
     @extend_schema(
         summary="Record a decision",
@@ -192,6 +220,9 @@ class DecisionListView(SystemAPIView, generics.ListAPIView):
             200: DecisionAnswerSerializer,
             400: BAD_REQUEST,
             409: CONFLICT,
+            422: OpenApiResponse(
+                ErrorSerializer, description="A rule of the system's policy rejects the decision."
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -208,6 +239,8 @@ class DecisionListView(SystemAPIView, generics.ListAPIView):
             raise Conflict(str(exc)) from exc
         except UnknownDecision as exc:
             raise ValidationError({"supersedes": [str(exc)]}) from exc
+        except PolicyRejected as exc:
+            raise PolicyRejectedError({"policy": [str(exc)]}) from exc
         return Response(
             decision_answer(decision, request),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

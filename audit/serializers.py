@@ -100,6 +100,11 @@ class DecisionAnswerSerializer(serializers.Serializer):
     set = serializers.CharField()
     receipt_url = serializers.URLField()
     subject_url = serializers.URLField()
+    review = serializers.JSONField(
+        allow_null=True,
+        help_text='{"status": "pending", "reason": "policy"|"low_confidence"|"sample"} when the '
+        "decision awaits human review, else null.",
+    )
 
 
 class OutcomeSerializer(StrictSerializer):

@@ -10,7 +10,19 @@ import time
 import bench
 from bench import Figure, say
 
-BENCHMARKS = ("seal", "proofs", "verify", "single", "upload", "bulk", "latency", "anchor_rate")
+BENCHMARKS = (
+    "seal",
+    "proofs",
+    "verify",
+    "single",
+    "upload",
+    "bulk",
+    "latency",
+    "anchor_rate",
+    "lookup",
+    "browser_verify",
+    "bias_report",
+)
 
 
 def _number(value: float | None, unit: str) -> str:

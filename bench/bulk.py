@@ -20,7 +20,7 @@ import rfc8785
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, transaction
-from django.db.models import Model
+from django.db.models import Model, ProtectedError, QuerySet
 
 from audit import api_bulk, vault
 from audit.models import AISystem, Decision, ModelVersion, Subject
@@ -127,14 +127,29 @@ def _copy_in(model: type[Model], blocks: list[bytes]) -> None:
             copy.write(block)
 
 
+def _delete(rows: QuerySet[Any]) -> None:
+    """Deletes the rows, after the rows of other apps that protect them (a review's owners and
+    items of a decision, ...), as many levels deep as they go."""
+    while True:
+        try:
+            rows.delete()
+            return
+        except ProtectedError as exc:
+            protecting: dict[type[Model], list[Any]] = {}
+            for row in exc.protected_objects:
+                protecting.setdefault(type(row), []).append(row.pk)
+            for model, pks in protecting.items():
+                _delete(model._default_manager.filter(pk__in=pks))
+
+
 def _rows_undo(system: AISystem, mark: LogMark, *, keep_subjects: bool = False) -> None:
     """Deletes the bench system's decisions (and its subjects and model versions, which the
     bulks register), then the entries added since the mark: the bench log is left as it was."""
     with transaction.atomic():
-        Decision.objects.filter(system=system).delete()
+        _delete(Decision.objects.filter(system=system))
         if not keep_subjects:
-            Subject.objects.filter(system=system).delete()
-            ModelVersion.objects.filter(system=system).delete()
+            _delete(Subject.objects.filter(system=system))
+            _delete(ModelVersion.objects.filter(system=system))
     log_revert(mark)
     # Else the next repetition's lookups wade through every deleted row (the planner, seeing
     # stale counts, scans the system's index rather than the unique one).
@@ -240,9 +255,9 @@ def _system() -> AISystem:
     discarded the unsealed entries such a run left)."""
     system, _ = AISystem.objects.get_or_create(slug=SYSTEM_SLUG, defaults={"name": "Bulk bench"})
     with transaction.atomic():
-        Decision.objects.filter(system=system).delete()
-        Subject.objects.filter(system=system).delete()
-        ModelVersion.objects.filter(system=system).delete()
+        _delete(Decision.objects.filter(system=system))
+        _delete(Subject.objects.filter(system=system))
+        _delete(ModelVersion.objects.filter(system=system))
     return system
 
 

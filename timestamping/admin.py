@@ -16,13 +16,12 @@ def _hex(value: bytes | memoryview | None) -> str:
     return bytes(value).hex() if value is not None else ""
 
 
-class LedgerAdmin(admin.ModelAdmin):
-    """Read-only for everyone, superusers included: ledger rows are written by services only,
-    and a changed row would break every proof that covers it."""
+class ReadOnlyAdminMixin:
+    """No add, change or delete in the admin for anyone, superusers included, whatever their
+    permissions: for rows that only services write (ledger rows, rows recorded with an entry,
+    audit trails). Viewing still needs the model's view permission."""
 
-    show_full_result_count = False  # counting a large log on every page costs more than it tells
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -30,6 +29,13 @@ class LedgerAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class LedgerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Ledger rows are written by services only, and a changed row would break every proof
+    that covers it."""
+
+    show_full_result_count = False  # counting a large log on every page costs more than it tells
 
 
 @admin.register(Entry)

@@ -91,7 +91,10 @@ def ijson_loads(raw: bytes) -> Any:
         ) from exc
     except RecursionError as exc:
         raise ParseError("the JSON is nested too deeply") from exc
-    _check_strings(value)
+    # Only a \u escape decodes to a lone surrogate (UTF-8 bytes cannot hold one): without any,
+    # the walk over every string is skipped.
+    if b"\\u" in raw:
+        _check_strings(value)
     return value
 
 

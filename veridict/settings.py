@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "timestamping",
     "audit",
     "review",
@@ -57,7 +58,29 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a lockout into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# AxesStandaloneBackend first: it refuses a locked-out login before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Admin login lockout (django-axes): after AXES_FAILURE_LIMIT refused logins of one username from
+# one address, that pair is locked out for VERIDICT_LOCKOUT_HOURS. By pair, not by address alone,
+# so that behind a proxy (one address for everyone) one person's typos lock out only themselves.
+AXES_FAILURE_LIMIT = env.int("VERIDICT_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("VERIDICT_LOCKOUT_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "staff/locked_out.html"
+# Refused logins and lockouts are recorded as staff.AdminEvent rows; no log line for each too.
+AXES_VERBOSE = False
+# How many reverse proxies of ours stand in front of the web processes: with N > 0 the client's
+# address is the N-th from the right in X-Forwarded-For (each proxy appends the one it saw).
+TRUSTED_PROXY_COUNT = env.int("VERIDICT_TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "staff.clients.client_ip"
 
 ROOT_URLCONF = "veridict.urls"
 WSGI_APPLICATION = "veridict.wsgi.application"
@@ -272,6 +295,32 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 6 * 60 * 60},
     },
 }
+
+# Review webhooks (review/webhooks.py): seconds per POST; a failed one is retried after
+# base·2^(failures-1) seconds, at most max, less up to half (jitter), by the sweep every
+# VERIDICT_WEBHOOK_SWEEP_INTERVAL seconds, and abandoned after max attempts.
+WEBHOOK_TIMEOUT_SECONDS = env.float("VERIDICT_WEBHOOK_TIMEOUT", default=10.0)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("VERIDICT_WEBHOOK_RETRY_BASE", default=10.0)
+WEBHOOK_RETRY_MAX_SECONDS = env.float("VERIDICT_WEBHOOK_RETRY_MAX", default=3600.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("VERIDICT_WEBHOOK_MAX_ATTEMPTS", default=12)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("VERIDICT_WEBHOOK_SWEEP_INTERVAL", default=15.0)
+CELERY_BEAT_SCHEDULE["review-webhooks-sweep"] = {
+    "task": "review.webhooks_sweep",
+    "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
+    "options": {"expires": WEBHOOK_SWEEP_INTERVAL_SECONDS * 0.9},
+}
+# Contests from the subject page (/d/<token>): at most this many per decision and per client
+# address (Django cache; "<n>/<s|m|h|d>").
+CONTEST_RATE_PER_DECISION = env("VERIDICT_CONTEST_RATE_PER_DECISION", default="3/h")
+CONTEST_RATE_PER_ADDRESS = env("VERIDICT_CONTEST_RATE_PER_ADDRESS", default="20/h")
+
+# Public portal lookups (portal/ratelimit.py): per client address, "<n>/<s|min|h|d>".
+PORTAL_RATES = {
+    "lookup": env("VERIDICT_PORTAL_LOOKUP_RATE", default="60/min"),
+    "entry": env("VERIDICT_PORTAL_ENTRY_RATE", default="120/min"),
+}
+# Bias audit: groups smaller than this are suppressed on public views (counts and rates).
+BIAS_MIN_CELL = env.int("VERIDICT_BIAS_MIN_CELL", default=10)
 
 # structlog: readable lines when developing, JSON lines in production. Tracebacks are plain:
 # the default rich formatter would print frame locals, and a frame may hold key material.

@@ -1,4 +1,4 @@
-"""Root URLs: the home page, the API, its schema and docs, the admin."""
+"""Root URLs: the portal (home page included), the API, its schema and docs, the admin."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -6,13 +6,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from audit.views import decision_subject
 from timestamping.urls import public_urlpatterns
-from timestamping.views import home
 
 urlpatterns = [
     path("", include("portal.urls")),
     path("", include("review.urls")),
     path("", include("bias.urls")),
-    path("", home, name="home"),
     path("", include(public_urlpatterns)),
     path("api/v1/", include("timestamping.urls")),
     path("api/v1/", include("audit.urls")),

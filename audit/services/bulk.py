@@ -27,6 +27,15 @@ from audit.services.decisions import (
 
 # The context a subject's wrapped key is bound to: it must be the one subject_key unwraps with.
 from audit.services.subjects import subject_key, subject_key_context
+from bias.services import counts_decisions_add
+from review.services.intake import (
+    Intake,
+    IntakeContext,
+    PolicyRejected,
+    intake_context,
+    intake_evaluate,
+    intake_store,
+)
 from timestamping import keys
 from timestamping.models import Entry
 from timestamping.services.entries import leaf_canonical, seq_lock_share
@@ -100,6 +109,7 @@ class _New:
     supersedes: Decision | None
     entry: Entry | None = None
     decision: Decision | None = None
+    intake: Intake | None = None
 
 
 @dataclass
@@ -110,6 +120,7 @@ class _Plan:
     new: list[_New] = field(default_factory=list)
     # A replay of a record earlier in this body: (its position, the earlier record's position).
     replays: list[tuple[int, int]] = field(default_factory=list)
+    review: IntakeContext | None = None
 
 
 def _chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
@@ -328,17 +339,44 @@ def _entry_build(
     )
 
 
+def _policy_apply(
+    system: AISystem, plan: _Plan, versions: dict[tuple[str, str], ModelVersion]
+) -> None:
+    """The review intake of each new record, as a single decision gets it; records a policy
+    rule rejects are answered 422 and dropped before anything of them is written."""
+    plan.review = intake_context(system=system)
+    plan.review.users_load(new.data["owner"] for new in plan.new if new.data.get("owner"))
+    kept = []
+    for new in plan.new:
+        model_version = versions[(new.data["model"]["name"], new.data["model"]["version"])]
+        try:
+            new.intake = intake_evaluate(
+                context=plan.review, data=new.data, model_version=model_version
+            )
+        except PolicyRejected as exc:
+            error = record_error("policy_rejected", str(exc), {"policy": [str(exc)]})
+            plan.results[new.position] = BulkResult(new.item.index, 422, error=error)
+            continue
+        kept.append(new)
+    plan.new = kept
+
+
 def _rows_build(system: AISystem, plan: _Plan) -> _Subjects:
     """Leaves, SETs and encrypted personal data of the new records: all the CPU work, done
     before the transaction so that it holds its locks only for the INSERTs."""
     versions = _model_versions(system, plan.new)
+    _policy_apply(system, plan, versions)
     subjects = _subjects(system, {new.lookup for new in plan.new})
     envelopes: list[tuple[uuid.UUID, dict[str, Any]]] = []
     for new in plan.new:
         data = new.data
         model_version = versions[(data["model"]["name"], data["model"]["version"])]
         envelope, personal = decision_envelope(
-            system=system, data=data, model_version=model_version, supersedes=new.supersedes
+            system=system,
+            data=data,
+            model_version=model_version,
+            supersedes=new.supersedes,
+            intake=new.intake,  # type: ignore[arg-type]
         )
         entry_id = uuid.uuid4()
         envelopes.append((entry_id, envelope))
@@ -450,6 +488,13 @@ def _write(plan: _Plan, subjects: _Subjects) -> None:
             new.decision.entry = new.entry  # type: ignore[union-attr]
             new.decision.subject = new.decision.subject  # type: ignore[union-attr]
         _rows_insert(Decision, [new.decision for new in plan.new])  # type: ignore[misc]
+        counts_decisions_add(
+            items=[(new.decision, new.data.get("protected_attributes")) for new in plan.new]  # type: ignore[misc]
+        )
+        intake_store(
+            context=plan.review,  # type: ignore[arg-type]
+            rows=[(new.decision, new.intake) for new in plan.new],  # type: ignore[misc]
+        )
 
 
 def _attempt(system: AISystem, items: Sequence[BulkItem]) -> list[BulkResult]:
@@ -463,6 +508,9 @@ def _attempt(system: AISystem, items: Sequence[BulkItem]) -> list[BulkResult]:
         first = plan.results[earlier]
         assert first is not None
         index = items[position].index
+        if first.error is not None:  # a policy rejected the earlier record: this one too
+            plan.results[position] = BulkResult(index, first.status, error=first.error)
+            continue
         plan.results[position] = BulkResult(index, 200, id=first.id, leaf_hash=first.leaf_hash)
     return [result for result in plan.results if result is not None]
 
@@ -471,8 +519,8 @@ def decisions_bulk_record(*, system: AISystem, items: Sequence[BulkItem]) -> lis
     """Records the valid items as decisions in one durable transaction; a result per item, in
     order: 201 recorded, 200 a replay (same idempotency key or client decision id, same
     content, stored before or earlier in the body), 409 the same key or id with other content
-    or a decision superseded twice, 400 refused. Returns only after the commit, so every 201
-    and 200 is durable.
+    or a decision superseded twice, 400 refused, 422 rejected by a rule of the system's policy
+    (review/policy.py). Returns only after the commit, so every 201 and 200 is durable.
     """
     for _ in range(ATTEMPTS):
         try:

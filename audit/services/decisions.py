@@ -7,7 +7,6 @@ import hashlib
 import uuid
 from typing import Any
 
-import rfc8785
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from veridict_verify.formats import format_time
@@ -15,6 +14,15 @@ from veridict_verify.formats import format_time
 from audit import vault
 from audit.models import AISystem, Decision, ModelVersion, Outcome
 from audit.services.subjects import subject_get_or_create, subject_key
+from bias.services import counts_actual_set, counts_decisions_add
+from review.services.intake import (
+    Intake,
+    PolicyRejected,
+    intake_context,
+    intake_evaluate,
+    intake_store,
+)
+from timestamping import canonical
 from timestamping.services import entry_append
 
 # Fields of a decision that may identify or describe the person: stored encrypted under the
@@ -57,7 +65,7 @@ def _jsonable(value: Any) -> Any:
 def request_digest(data: dict[str, Any]) -> bytes:
     """Keyed, not a bare SHA-256: the request holds personal data, which a plain digest would let
     anyone with the row confirm by guessing, even after the subject's erasure."""
-    return vault.keyed_digest(purpose=b"veridict/request/v1", data=rfc8785.dumps(_jsonable(data)))
+    return vault.keyed_digest(purpose=b"veridict/request/v1", data=canonical.dumps(_jsonable(data)))
 
 
 def model_version_register(
@@ -138,15 +146,20 @@ def decision_record(
     returns the first decision; different content under either raises DecisionConflict.
     """
     digest = request_digest(data)
-    existing = _existing(system, idempotency_key, data["client_decision_id"])
-    if existing is not None:
-        return _replay(existing, digest, idempotency_key), False
     try:
         with transaction.atomic(durable=True):
             return _decision_create(system, data, digest, idempotency_key), True
+    except PolicyRejected:
+        # A retry of a decision recorded before the policy changed is still a retry.
+        existing = _existing(system, idempotency_key, data["client_decision_id"])
+        if existing is None:
+            raise
+        return _replay(existing, digest, idempotency_key), False
     except IntegrityError:
-        # A concurrent twin committed first: our entry and row are rolled back with the whole
-        # transaction (no savepoint: each is a round trip), and the twin's answer is the answer.
+        # A retry, or a concurrent twin that committed first: no lookup before the insert (a
+        # round trip on every request for the rare retry), the unique constraints find them.
+        # Our entry and rows are rolled back with the whole transaction (no savepoint: each is
+        # a round trip), and the first request's answer is the answer.
         existing = _existing(system, idempotency_key, data["client_decision_id"])
         if existing is None:
             if data.get("supersedes"):  # a concurrent correction of the same decision won
@@ -163,6 +176,7 @@ def decision_envelope(
     data: dict[str, Any],
     model_version: ModelVersion,
     supersedes: Decision | None,
+    intake: Intake,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A decision's leaf body and its personal part (the fields and their commitment salts).
 
@@ -186,6 +200,8 @@ def decision_envelope(
         "commitments": {
             name: vault.commitment(salt=salt, value=personal[name]) for name, salt in salts.items()
         },
+        # The policy version applied, and the system's default owner if the record named none.
+        **intake.envelope_fields(),
     }
     sealed_part = {
         "fields": personal,
@@ -217,16 +233,18 @@ def _decision_create(
         supersedes = Decision.objects.filter(system=system, entry__uuid=data["supersedes"]).first()
         if supersedes is None:
             raise UnknownDecision(f"no decision {data['supersedes']} to supersede")
-        if Decision.objects.filter(supersedes=supersedes).exists():
-            raise DecisionConflict("supersedes", "the decision was already superseded")
+        # Superseded already: the one-to-one constraint refuses the insert (decision_record).
+    # Before the entry: the leaf names the policy version that let the decision through.
+    context = intake_context(system=system)
+    intake = intake_evaluate(context=context, data=data, model_version=model_version)
     envelope, personal = decision_envelope(
-        system=system, data=data, model_version=model_version, supersedes=supersedes
+        system=system, data=data, model_version=model_version, supersedes=supersedes, intake=intake
     )
     entry, _ = entry_append(kind="decision", envelope=envelope)
     sealed = decision_personal_seal(
         data_key=subject_key(subject), entry_uuid=entry.uuid, personal=personal
     )
-    return Decision.objects.create(
+    decision = Decision.objects.create(
         system=system,
         entry=entry,
         client_decision_id=data["client_decision_id"],
@@ -243,6 +261,9 @@ def _decision_create(
         personal_data=sealed,
         received_at=entry.received_at,
     )
+    counts_decisions_add(items=[(decision, data.get("protected_attributes"))])
+    intake_store(context=context, rows=[(decision, intake)])
+    return decision
 
 
 def decision_personal_data(decision: Decision) -> dict[str, Any] | None:
@@ -269,6 +290,9 @@ def outcome_record(*, decision: Decision, actual: dict[str, Any], observed_at: A
                 "observed_at": format_time(observed_at),
             },
         )
+        # After the entry, so that the log's shared lock is taken before the decision's row
+        # lock here as in a review's finalisation; before the row, which it must not count.
+        counts_actual_set(decision=decision, actual=actual)
         return Outcome.objects.create(
             decision=decision, entry=entry, actual=actual, observed_at=observed_at
         )

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import vault
@@ -40,24 +40,30 @@ def subject_get_or_create(*, system: AISystem, reference: str) -> Subject:
     """The subject with this reference in this system, with a data key; a subject erased before
     gets a new key, so what was erased stays unreadable.
 
-    Locks the subject's row until the caller's transaction ends: subject_erase takes the same
-    lock, so a decision is either named by an erasure or sealed under a key that outlives it,
-    never sealed under a key an erasure destroys before the decision commits.
+    One statement, an upsert, which also locks the subject's row until the caller's transaction
+    ends: subject_erase takes the same lock, so a decision is either named by an erasure or
+    sealed under a key that outlives it, never sealed under a key an erasure destroys before the
+    decision commits. Only the fields it returns are loaded; the others load when read.
     """
     lookup = vault.subject_lookup(system_id=system.pk, reference=reference)
-    with transaction.atomic():
-        subject = Subject.objects.select_for_update().filter(system=system, lookup=lookup).first()
-        if subject is None:
-            subject = Subject(system=system, lookup=lookup)
-            subject.wrapped_key = _key_new(subject)
-            try:
-                with transaction.atomic():  # a concurrent first decision for the same person
-                    subject.save()
-            except IntegrityError:
-                subject = Subject.objects.select_for_update().get(system=system, lookup=lookup)
-        if subject.wrapped_key is None:
-            subject.wrapped_key = _key_new(subject)
-            subject.save(update_fields=["wrapped_key"])
+    # The key is wrapped for the row's (system, lookup), not its id: ready before the row is.
+    fresh_key = _key_new(Subject(system=system, lookup=lookup))
+    table = connection.ops.quote_name(Subject._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (system_id, lookup, wrapped_key) VALUES (%s, %s, %s) "  # noqa: S608
+            "ON CONFLICT (system_id, lookup) DO UPDATE "
+            f"SET wrapped_key = COALESCE({table}.wrapped_key, EXCLUDED.wrapped_key) "
+            "RETURNING id, wrapped_key",
+            [system.pk, lookup, fresh_key],
+        )
+        pk, wrapped_key = cursor.fetchone()
+    subject = Subject.from_db(
+        connection.alias,
+        ["id", "system_id", "lookup", "wrapped_key"],
+        [pk, system.pk, lookup, wrapped_key],
+    )
+    subject.system = system
     return subject
 
 
