@@ -1,4 +1,5 @@
-"""Who may read what: receipts of a private AI system's entries are for its key and staff."""
+"""Who may read what: receipts of a private AI system's entries are for its key and the staff
+whose scope covers the system (review.permissions)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import base64
 import json
 from typing import Any
 
+from django.db.models import QuerySet
+
 from audit.models import AISystem, Document, SystemAPIKey
+from review.permissions import systems_in_scope
 from review.selectors import review_chain_links
 from timestamping.models import Entry
 
@@ -23,9 +27,16 @@ def receipt_allowed(entry: Entry, request: Any) -> bool:
         return True
     if isinstance(request.auth, SystemAPIKey) and request.auth.system.slug == slug:
         return True
-    if request.user.is_authenticated and request.user.is_staff:
+    if AISystem.objects.filter(slug=slug, is_public=True).exists():
         return True
-    return AISystem.objects.filter(slug=slug, is_public=True).exists()
+    return _staff_in_scope(request.user, AISystem.objects.filter(slug=slug))
+
+
+def _staff_in_scope(user: Any, system: QuerySet[AISystem]) -> bool:
+    if not (user.is_authenticated and user.is_staff):
+        return False
+    systems = systems_in_scope(user)
+    return system.exists() if systems is None else system.filter(pk__in=systems).exists()
 
 
 def receipt_extra(entry: Entry, request: Any) -> dict[str, Any]:
@@ -42,7 +53,7 @@ def receipt_extra(entry: Entry, request: Any) -> dict[str, Any]:
     if isinstance(request.auth, SystemAPIKey):
         allowed = request.auth.system_id == document.system_id
     else:
-        allowed = request.user.is_authenticated and request.user.is_staff
+        allowed = _staff_in_scope(request.user, AISystem.objects.filter(pk=document.system_id))
     if not allowed:
         return {}
     return {"document": {"salt_b64": base64.b64encode(bytes(document.salt)).decode()}}

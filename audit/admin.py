@@ -29,11 +29,14 @@ from audit.models import (
     SystemAPIKey,
 )
 from audit.services.subjects import subject_erase
+from review.permissions import scoped
 from timestamping.admin import ReadOnlyAdminMixin
 from timestamping.models import Entry
 
 ERASE_PERMISSION = "audit.erase_subject"
 SUBJECTS_LISTED = 50
+# Filters list only the systems (and versions) of the rows the user may see, never every name.
+RELATED = admin.RelatedOnlyFieldListFilter
 
 # The library's own key model authenticates nothing here: a key made there would look valid and
 # open no door. Keys are SystemAPIKey, one AI system each.
@@ -140,6 +143,9 @@ class AISystemAdmin(admin.ModelAdmin):
     filter_horizontal = ("owners",)
     inlines = [SystemAPIKeyInline]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AISystem]:
+        return scoped(super().get_queryset(request), request.user, "pk")
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # Every entry the system wrote names it by its slug (audit/access.py reads it back).
         return ("slug",) if obj is not None else ()
@@ -173,9 +179,13 @@ class SystemAPIKeyAdmin(APIKeyModelAdmin):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
     list_display = ("name", "version", "system", "declared", "registered_at")
-    list_filter = ("system",)
+    list_filter = (("system", RELATED),)
     list_select_related = ("system",)
     search_fields = ("name", "version")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
+        return scoped(super().get_queryset(request), request.user, "system")
+
     fields = readonly_fields = (
         "system",
         "name",
@@ -200,7 +210,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 @admin.register(Subject)
 class SubjectAdmin(ReadOnlyAdmin):
     list_display = ("__str__", "system", "key_held", "erased_at")
-    list_filter = ("system", ("erased_at", admin.EmptyFieldListFilter))
+    list_filter = (("system", RELATED), ("erased_at", admin.EmptyFieldListFilter))
     list_select_related = ("system",)
     fields = readonly_fields = (
         "system",
@@ -209,6 +219,9 @@ class SubjectAdmin(ReadOnlyAdmin):
         "erased_at",
         "erasure_entry_link",
     )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Subject]:
+        return scoped(super().get_queryset(request), request.user, "system")
 
     @admin.display(description="decisions")
     def decision_total(self, subject: Subject) -> int:
@@ -233,7 +246,7 @@ class DecisionAdmin(ReadOnlyAdmin):
         "received_at",
         "personal_data_state",
     )
-    list_filter = ("system", "model_version", "solely_automated")
+    list_filter = (("system", RELATED), ("model_version", RELATED), "solely_automated")
     list_select_related = ("system", "model_version", "subject")
     search_fields = ("client_decision_id",)
     actions = ["erase_subjects"]
@@ -333,10 +346,13 @@ class DecisionAdmin(ReadOnlyAdmin):
 @admin.register(Outcome)
 class OutcomeAdmin(ReadOnlyAdmin):
     list_display = ("decision", "observed_at")
-    list_filter = ("decision__system",)
+    list_filter = (("decision__system", RELATED),)
     list_select_related = ("decision__system",)
     search_fields = ("decision__client_decision_id",)
     fields = readonly_fields = ("decision", "actual", "observed_at", "entry_link")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Outcome]:
+        return scoped(super().get_queryset(request), request.user, "decision__system")
 
     @admin.display(description="entry")
     def entry_link(self, outcome: Outcome) -> str:
@@ -346,7 +362,7 @@ class OutcomeAdmin(ReadOnlyAdmin):
 @admin.register(Document)
 class DocumentAdmin(ReadOnlyAdmin):
     list_display = ("sha256", "system", "private", "size", "stored", "registered_at")
-    list_filter = ("system", "private")
+    list_filter = (("system", RELATED), "private")
     list_select_related = ("system",)
     search_fields = ("=sha256",)
     fields = readonly_fields = (
@@ -359,6 +375,9 @@ class DocumentAdmin(ReadOnlyAdmin):
         "registered_at",
         "entry_link",
     )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
+        return scoped(super().get_queryset(request), request.user, "system")
 
     @admin.display(boolean=True, description="file stored")
     def stored(self, document: Document) -> bool:
@@ -376,7 +395,7 @@ class DocumentAdmin(ReadOnlyAdmin):
 @admin.register(Erasure)
 class ErasureAdmin(ReadOnlyAdmin):
     list_display = ("erased_at", "system", "reason", "subject", "document", "decisions")
-    list_filter = ("system", "reason")
+    list_filter = (("system", RELATED), "reason")
     list_select_related = ("system", "subject__system", "document__system")
     fields = readonly_fields = (
         "system",
@@ -389,6 +408,9 @@ class ErasureAdmin(ReadOnlyAdmin):
         "erased_at",
         "entry_link",
     )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Erasure]:
+        return scoped(super().get_queryset(request), request.user, "system")
 
     @admin.display(description="entry")
     def entry_link(self, erasure: Erasure) -> str:

@@ -18,7 +18,6 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.utils import html
 from rest_framework.views import APIView
 from veridict_verify.formats import format_time
@@ -31,6 +30,7 @@ from audit.services.documents import UnknownDecisions, document_register
 from audit.uploads import HashedUpload, HashingMultiPartParser
 from timestamping.api import BAD_REQUEST, NOT_FOUND, ErrorSerializer
 from veridict.parsers import MAX_SAFE_INTEGER, IJSONParser
+from veridict.ratelimit import FixedWindowThrottle
 
 HEX_SHA256_ANY_CASE = r"^[0-9a-fA-F]{64}$"
 # RFC 6838 type/subtype names, without parameters.
@@ -259,8 +259,9 @@ class DocumentView(SystemAPIView):
         )
 
 
-class DocumentLookupThrottle(SimpleRateThrottle):
-    """Per API key for AI systems, per client address for everyone else."""
+class DocumentLookupThrottle(FixedWindowThrottle):
+    """Per API key for AI systems, per client address for everyone else; lookups go on while
+    the cache is down."""
 
     scope = "document_lookup"
 

@@ -14,13 +14,14 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import rfc8785
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from timestamping import canonical
 
 NONCE_SIZE = 12
 KEY_SIZE = 32
@@ -100,7 +101,7 @@ def data_key_unwrap(wrapped: bytes, *, context: bytes) -> bytes:
 
 
 def seal_json(data_key: bytes, value: Any, *, context: bytes) -> bytes:
-    return _encrypt(data_key, rfc8785.dumps(value), context)
+    return _encrypt(data_key, canonical.dumps(value), context)
 
 
 def open_json(data_key: bytes, sealed: bytes, *, context: bytes) -> Any:
@@ -117,7 +118,7 @@ def subject_lookup(*, system_id: int, reference: str) -> bytes:
 def commitment(*, salt: bytes, value: Any) -> str:
     """SHA-256(salt || RFC 8785 bytes of value), hex: binds a value without revealing it; the
     random salt keeps small-domain values (a sex, an age band) from being guessed."""
-    return hashlib.sha256(salt + rfc8785.dumps(value)).hexdigest()
+    return hashlib.sha256(salt + canonical.dumps(value)).hexdigest()
 
 
 def salt_new() -> bytes:

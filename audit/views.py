@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
+import json
+from uuid import UUID
 
-import structlog
 from django.conf import settings
-from django.core.cache import cache
-from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -20,32 +18,21 @@ from review.models import ReviewAction, ReviewItem
 from review.selectors import decision_owner, owner_role
 from review.services import ReviewError, contest_record
 from review.services.common import MAX_TEXT
-
-log = structlog.get_logger(__name__)
-PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _rate(text: str) -> tuple[int, int]:
-    count, period = text.split("/")
-    return int(count), PERIODS[period.strip()[0]]
+from timestamping.selectors import receipt_get
+from veridict.clients import client_ip
+from veridict.ratelimit import rate_limit_hit
 
 
-def _over_rate(scope: str, ident: str, rate: str) -> bool:
-    """A fixed-window count in the cache; True past the rate. A cache that fails lets the
-    contest through: a person's right to contest outweighs a missed count."""
-    limit, period = _rate(rate)
-    key = f"veridict:contest:{scope}:{ident}:{int(time.time() // period)}"
-    try:
-        if cache.add(key, 1, timeout=period):
-            return limit < 1
-        return cache.incr(key) > limit
-    except (DatabaseError, ValueError, ConnectionError) as exc:
-        log.warning("contest_rate_uncounted", scope=scope, error=str(exc))
-        return False
-
-
-def _client_address(request: HttpRequest) -> str:
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+def _contest_wait(request: HttpRequest, token: str) -> int | None:
+    """Seconds until another contest is accepted, or None: per decision and per address. The
+    limiter fails open: a person's right to contest outweighs a missed count."""
+    wait = rate_limit_hit(scope="contest-token", key=token, rate=settings.CONTEST_RATE_PER_DECISION)
+    if wait is not None:
+        return wait
+    address = client_ip(request) or "unknown"
+    return rate_limit_hit(
+        scope="contest-address", key=address, rate=settings.CONTEST_RATE_PER_ADDRESS
+    )
 
 
 def _context(decision: Decision) -> dict[str, object]:
@@ -66,6 +53,7 @@ def _context(decision: Decision) -> dict[str, object]:
     )
     return {
         "decision": decision,
+        "token": decision.subject_token,
         "explanation": (personal or {}).get("fields", {}).get("explanation"),
         "erased": personal is None,
         "owner_role": owner_role(decision_owner(decision=decision)),
@@ -95,9 +83,8 @@ def decision_subject(request: HttpRequest, token: str) -> HttpResponse:
         return _page(request, _context(decision))
     statement = request.POST.get("statement", "")
     error, status = None, 400
-    if _over_rate("token", token, settings.CONTEST_RATE_PER_DECISION) or _over_rate(
-        "address", _client_address(request), settings.CONTEST_RATE_PER_ADDRESS
-    ):
+    wait = _contest_wait(request, token)
+    if wait is not None:
         error, status = "Too many contests were sent just now. Please try again later.", 429
     else:
         try:
@@ -110,6 +97,34 @@ def decision_subject(request: HttpRequest, token: str) -> HttpResponse:
             return HttpResponseRedirect(f"{url}?contested=1#contest")
     context = _context(decision) | {"contest_error": error, "statement": statement}
     response = _page(request, context, status=status)
-    if status == 429:
-        response["Retry-After"] = "3600"
+    if wait is not None:
+        response["Retry-After"] = str(wait)
+    return response
+
+
+@require_http_methods(["GET", "HEAD"])
+def decision_subject_receipt(request: HttpRequest, token: str, entry_id: UUID) -> HttpResponse:
+    """The receipt of the decision's entry or of one of its review steps, for whoever holds the
+    decision's subject URL: the public receipt URL answers 404 for a private system's entries,
+    and the subject page links these instead. Any other entry: 404."""
+    decision = selectors.decision_by_token(token=token)
+    if decision is None:
+        raise Http404("no such decision")
+    if decision.entry.uuid == entry_id:
+        entry = decision.entry
+    else:
+        action = (
+            ReviewAction.objects.filter(decision=decision, entry__uuid=entry_id)
+            .exclude(kind=ReviewAction.Kind.ATTRIBUTION)
+            .select_related("entry")
+            .first()
+        )
+        if action is None:
+            raise Http404("no such entry of this decision")
+        entry = action.entry
+    response = HttpResponse(
+        json.dumps(receipt_get(entry=entry), indent=1), content_type="application/json"
+    )
+    response["Referrer-Policy"] = "no-referrer"  # the URL holds the token
+    response["Cache-Control"] = "private, no-store"
     return response

@@ -72,9 +72,6 @@ def _model_version(system: AISystem, text: str) -> ModelVersion:
     return versions[0]
 
 
-CSV_RATES = ("selection_rate", "tpr", "fpr", "fnr", "tnr", "ppv", "npv", "accuracy")
-
-
 def _cell_text(value: Any) -> Any:
     """Attribute values come from AI systems: one that a spreadsheet would run as a formula is
     quoted (OWASP's CSV injection advice)."""

@@ -8,7 +8,7 @@ is left out of every difference, ratio and summary (Fairlearn reports 0.0 there;
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -76,13 +76,6 @@ class Cell:
     def rate(self, rate: str) -> float | None:
         numerator, denominator = self.fraction(rate)
         return numerator / denominator if denominator else None
-
-
-def cells_sum(cells: Iterable[Cell]) -> Cell:
-    total = Cell()
-    for cell in cells:
-        total = total + cell
-    return total
 
 
 def wilson(successes: int, n: int, z: float = Z_95) -> tuple[float, float] | None:
@@ -200,12 +193,12 @@ def _rate_entry(cell: Cell, rate: str) -> dict[str, float | None]:
     }
 
 
-def _versus(cell: Cell, reference: Cell | None, rate: str) -> dict[str, Any]:
+def _versus(cell: Cell, reference: Cell | None, rate: str, *, test: bool = True) -> dict[str, Any]:
     if reference is None:
         return {"difference": None, "ratio": None, "p_value": None, "test": None}
     value, base = cell.rate(rate), reference.rate(rate)
     tested = None
-    if value is not None and base is not None:
+    if test and value is not None and base is not None:
         tested = disparity_test(*cell.fraction(rate), *reference.fraction(rate))
     return {
         "difference": value - base if value is not None and base is not None else None,
@@ -222,18 +215,22 @@ def groups_evaluate(
     reference_mode: str = "largest",
     reference_named: str | None = None,
     min_cell: int | None = None,
+    tested: Collection[str] = RATES,
 ) -> dict[str, Any]:
     """Every group's counts, rates with intervals, comparison with the reference group and LL144
     impact ratios, and the summary figures.
 
     `unknown`: keys of groups with an unknown attribute value (reported, never the reference nor
     in LL144 ratios). `min_cell`: suppress groups with fewer decisions (public views): their
-    counts and rates are None and they take part in no figure.
+    counts and rates are None and they take part in no figure, not even the total a share is
+    of or the unknown count, which would give them away by subtraction. `tested`: the rates
+    whose difference from the reference gets a p-value (the others' are None): an exact test per
+    group and rate dominates the cost of a page that shows few of them.
     """
     unknown = set(unknown)
-    total = sum(cell.n for cell in cells.values())
     suppressed = {key for key, cell in cells.items() if min_cell is not None and cell.n < min_cell}
     shown = {key: cell for key, cell in cells.items() if key not in suppressed}
+    total = sum(cell.n for cell in shown.values())
     reference_key = reference_choose(
         shown,
         mode=reference_mode,
@@ -288,7 +285,9 @@ def groups_evaluate(
                 "scored": cell.scored,
                 "scored_above_median": cell.above,
                 "rates": {rate: _rate_entry(cell, rate) for rate in RATES},
-                "vs_reference": {rate: _versus(cell, reference, rate) for rate in RATES},
+                "vs_reference": {
+                    rate: _versus(cell, reference, rate, test=rate in tested) for rate in RATES
+                },
                 "impact_ratio": impact,
                 "scoring_impact_ratio": scoring,
                 "four_fifths": impact < FOUR_FIFTHS if impact is not None else None,
@@ -301,16 +300,14 @@ def groups_evaluate(
         if group["impact_ratio"] is not None
     ]
     worst = min(impacts) if impacts else None
-    unknown_count = sum(cells[key].n for key in unknown if key in cells)
+    unknown_count = sum(shown[key].n for key in unknown if key in shown)
     summary: dict[str, Any] = summary_metrics(shown)
     summary.update(
         {
             "min_impact_ratio": worst[0] if worst else None,
             "min_impact_group": worst[1] if worst else None,
             "four_fifths_violations": [group["key"] for group in groups if group["four_fifths"]],
-            "unknown_count": unknown_count
-            if min_cell is None or unknown_count == 0 or unknown_count >= min_cell
-            else None,
+            "unknown_count": unknown_count,
             "suppressed_groups": len(suppressed),
         }
     )

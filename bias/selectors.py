@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -180,6 +180,27 @@ def _cells_build(
     return cells
 
 
+def _small_sets_hide(
+    rows: list[tuple[int, str, str, int]], groups: _Groups, *, public: bool
+) -> tuple[list[tuple[int, str, str, int]], set[int], set[str]]:
+    """For a public report: (the rows of the attribute sets with at least min_cell() decisions,
+    the ids of the others, the keys of the groups made of those others only).
+
+    Suppression acts on attribute sets, the finest groups a reader can ask for: a suppressed
+    set takes part in no figure (count, total, marginal, median, share), so no report over any
+    choice of attributes can be subtracted from another to recover it. A group of hidden sets
+    only is listed as suppressed (its placeholder has no decisions)."""
+    if not public:
+        return rows, set(), set()
+    sizes: dict[int, int] = defaultdict(int)
+    for set_id, *_, count in rows:
+        sizes[set_id] += count
+    hidden = {set_id for set_id, size in sizes.items() if size < min_cell()}
+    kept = [row for row in rows if row[0] not in hidden]
+    shown_keys = {groups.key_of[row[0]] for row in kept}
+    return kept, hidden, {groups.key_of[set_id] for set_id in hidden} - shown_keys
+
+
 def _evaluate(
     cells: Mapping[str, metrics.Cell],
     groups: _Groups,
@@ -188,6 +209,7 @@ def _evaluate(
     mode: str,
     named: str | None,
     public: bool,
+    tested: Collection[str] = metrics.RATES,
 ) -> dict[str, Any]:
     unknown = {key for key, values in keys_values.items() if UNKNOWN in values.values()}
     evaluated = metrics.groups_evaluate(
@@ -196,6 +218,7 @@ def _evaluate(
         reference_mode=mode,
         reference_named=named,
         min_cell=min_cell() if public else None,
+        tested=tested,
     )
     for group in evaluated["groups"]:
         group["values"] = keys_values[group["key"]]
@@ -212,10 +235,12 @@ def bias_report_build(
     date_to: datetime.date | None = None,
     outcome: str = "ai",
     public: bool = False,
+    tested: Collection[str] = metrics.RATES,
 ) -> dict[str, Any]:
     """The bias report of one system over the decisions of the window, per group of the named
-    attributes (their intersection), with marginals per attribute; see /tmp/bias_interface.md
-    and docs/bias.md for its shape. `public` suppresses small groups."""
+    attributes (their intersection), with marginals per attribute; see docs/bias.md for its
+    shape. `public` suppresses small groups and leaves them out of every total and marginal.
+    `tested`: the rates given p-values (every one by default, as the API and audits publish)."""
     if outcome not in OUTCOMES:
         raise ReportError("outcome", f"choose one of {', '.join(OUTCOMES)}")
     if date_from and date_to and date_from > date_to:
@@ -236,10 +261,12 @@ def bias_report_build(
         .annotate(total=Sum("count"))
         .order_by()
     )
-    span = counts.aggregate(first=Min("day"), last=Max("day"))
     groups = _Groups(system, attributes, {row[0] for row in rows})
+    rows, hidden, hidden_keys = _small_sets_hide(rows, groups, public=public)
+    span = counts.exclude(attribute_set_id__in=hidden).aggregate(first=Min("day"), last=Max("day"))
     raw = _cells_build(rows, groups, favourable, favourable_actual)
     histogram: dict[int, int] = defaultdict(int)
+    buckets = [bucket for bucket in buckets if bucket[0] not in hidden]
     for _, bucket, total in buckets:
         histogram[bucket] += total
     median = metrics.median_bucket(histogram)
@@ -253,9 +280,12 @@ def bias_report_build(
         for key, values in raw.items()
         if values[0]
     }
+    cells.update({key: metrics.Cell() for key in hidden_keys - set(cells)})
     if named is not None and named not in cells:
         raise ReportError("reference", f"no group {named!r} in this window")
-    evaluated = _evaluate(cells, groups, groups.values, mode=mode, named=named, public=public)
+    evaluated = _evaluate(
+        cells, groups, groups.values, mode=mode, named=named, public=public, tested=tested
+    )
     if public and named is not None and evaluated["reference"] is None:
         raise ReportError("reference", f"group {named!r} is too small to show")
     marginals: dict[str, Any] = {}
@@ -272,9 +302,9 @@ def bias_report_build(
                 mode=mode,
                 named=part,
                 public=public,
+                tested=tested,
             )
             marginals[name] = marginal["groups"]
-    total = sum(cell.n for cell in cells.values())
     low_high = (
         {
             "index": median,
@@ -298,7 +328,7 @@ def bias_report_build(
         "min_cell": min_cell() if public else None,
         "favourable_labels": sorted(favourable),
         "favourable_actual_labels": sorted(favourable_actual),
-        "total": total,
+        "total": sum(cell.n for cell in cells.values()),
         "labelled": sum(cell.labelled for cell in cells.values()),
         "scored": sum(cell.scored for cell in cells.values()),
         "reference": {"mode": mode, "group": evaluated["reference"]},
@@ -353,8 +383,10 @@ def bias_trends(
     for (version_id, start), point_rows in sorted(
         by_point.items(), key=lambda item: (item[0][1], versions[item[0][0]])
     ):
+        point_rows, _, hidden_keys = _small_sets_hide(point_rows, groups, public=public)
         raw = _cells_build(point_rows, groups, favourable, favourable_actual)
         cells = {key: metrics.Cell(*values) for key, values in raw.items() if values[0]}  # type: ignore[misc]
+        cells.update({key: metrics.Cell() for key in hidden_keys - set(cells)})
         point_named = named if named in cells else None
         evaluated = _evaluate(
             cells,
@@ -363,6 +395,7 @@ def bias_trends(
             mode=mode if point_named or mode != "named" else "largest",
             named=point_named,
             public=public,
+            tested=(),  # a trend point shows rates and ratios, never a p-value
         )
         points.append(
             {

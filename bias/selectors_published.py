@@ -13,19 +13,24 @@ from veridict_verify.receipt import receipt_verify
 
 from audit.models import AISystem
 from bias.models_published import PublishedAudit
+from bias.selectors import VIEW_PERMISSION
 from timestamping import tsa
 from timestamping.models import LogKey
 from timestamping.selectors import receipt_get
 
 
-def published_audits(*, system: AISystem | None = None) -> QuerySet[PublishedAudit]:
-    """Newest first; every published audit is public, whatever its system."""
+def published_audits(*, user: Any, system: AISystem | None = None) -> QuerySet[PublishedAudit]:
+    """Newest first, those this reader may see: of public systems for everyone, of every
+    system for staff with the bias.view_outcomecount permission (a private system's name is
+    not told to others, as on the dashboard)."""
     audits = PublishedAudit.objects.select_related("system", "entry")
+    if not (user is not None and user.is_authenticated and user.has_perm(VIEW_PERMISSION)):
+        audits = audits.filter(system__is_public=True)
     return audits.filter(system=system) if system is not None else audits
 
 
-def published_audit_get(*, audit_id: int) -> PublishedAudit | None:
-    return published_audits().filter(pk=audit_id).first()
+def published_audit_get(*, user: Any, audit_id: int) -> PublishedAudit | None:
+    return published_audits(user=user).filter(pk=audit_id).first()
 
 
 def published_audit_report(audit: PublishedAudit) -> dict[str, Any]:
@@ -34,8 +39,7 @@ def published_audit_report(audit: PublishedAudit) -> dict[str, Any]:
 
 
 def published_audit_receipt(audit: PublishedAudit) -> dict[str, Any]:
-    """The entry's receipt. Served to anyone: publishing made the audit public, even of a
-    private system (whose receipts the API keeps for its key and staff)."""
+    """The entry's receipt, served to whoever may see the audit (published_audits)."""
     return receipt_get(entry=audit.entry)
 
 

@@ -9,11 +9,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-import rfc8785
 from django.db import connection, transaction
 
 from audit.models import Decision, Outcome
 from bias.models import LABEL_MAX, NO_SCORE, UNKNOWN, AttributeSet, FinalOutcome, OutcomeCount
+from timestamping import canonical
 
 # Scores are bucketed on [0, 1] in steps of 1/SCORE_BUCKETS; scores outside are clamped into the
 # end buckets. The LL144 scoring rate is known to this resolution (docs/bias.md).
@@ -70,7 +70,7 @@ def attributes_normalise(attributes: dict[str, Any] | None) -> dict[str, str]:
 
 
 def _digest(attributes: dict[str, str]) -> str:
-    return hashlib.sha256(rfc8785.dumps(attributes)).hexdigest()
+    return hashlib.sha256(canonical.dumps(attributes)).hexdigest()
 
 
 def _attribute_set_ids(system_id: int, sets: Iterable[dict[str, str]]) -> dict[str, int]:

@@ -6,7 +6,6 @@ import datetime
 import hashlib
 from typing import Any
 
-import rfc8785
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
@@ -14,6 +13,7 @@ from audit.models import AISystem, ModelVersion
 from bias.models_published import PublishedAudit
 from bias.selectors import bias_report_build
 from review.services.common import actor_pseudonym
+from timestamping import canonical
 from timestamping.selectors import batch_latest
 from timestamping.services import entry_append
 
@@ -86,8 +86,8 @@ def bias_audit_publish(
             outcome=outcome,
             public=True,
         )
-        canonical = rfc8785.dumps(report)
-        digest = hashlib.sha256(canonical).hexdigest()
+        report_bytes = canonical.dumps(report)
+        digest = hashlib.sha256(report_bytes).hexdigest()
         latest = batch_latest()
         tree_size = latest.tree_size if latest is not None else 0
         entry, _ = entry_append(
@@ -106,7 +106,7 @@ def bias_audit_publish(
             system=system,
             entry=entry,
             parameters=parameters,
-            report_canonical=canonical,
+            report_canonical=report_bytes,
             report_sha256=digest,
             tree_size=tree_size,
             published_by=by,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,6 +29,10 @@ from bias.services_published import PUBLISH_PERMISSION, bias_audit_publish
 # ReportError names the API's parameters; the form names two of them differently.
 FORM_FIELDS = {"from": "date_from", "to": "date_to"}
 SYSTEM_NEUTRAL = ("date_from", "date_to", "outcome", "period", "view")
+# The only p-values the pages show (the groups tables' "Test" column and the summary sentence);
+# the API and published audits carry every rate's.
+SHOWN_TESTS = ("selection_rate",)
+SLUG = re.compile(r"[-a-zA-Z0-9_]+")  # what the <slug:> converter accepts
 
 
 def _system(request: HttpRequest, slug: str) -> tuple[AISystem, str]:
@@ -55,7 +60,7 @@ def _report(
         return None, []
     arguments = form.report_arguments()
     try:
-        report = bias_report_build(system=system, public=public, **arguments)
+        report = bias_report_build(system=system, public=public, tested=SHOWN_TESTS, **arguments)
         points = []
         if trends:
             points = bias_trends(
@@ -89,7 +94,7 @@ def bias_index(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "bias/index.html",
-        {"systems": _readable(request), "audits": published_audits()[:50]},
+        {"systems": _readable(request), "audits": published_audits(user=request.user)[:50]},
     )
 
 
@@ -97,6 +102,8 @@ def bias_index(request: HttpRequest) -> HttpResponse:
 def bias_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     chosen = request.GET.get("system")
     if chosen and chosen != slug:
+        if not SLUG.fullmatch(chosen):
+            raise Http404("no AI system with a bias audit here")
         # The system picker: the same window and outcome, on the other system's dashboard;
         # attributes, reference and model version belong to a system and are dropped.
         kept = {name: request.GET[name] for name in SYSTEM_NEUTRAL if request.GET.get(name)}
@@ -114,7 +121,7 @@ def bias_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         "form": form,
         "report": report,
         "can_publish": request.user.has_perm(PUBLISH_PERMISSION),
-        "audits": published_audits(system=system)[:20],
+        "audits": published_audits(user=request.user, system=system)[:20],
         "rate_names": dashboard.ERROR_RATES,
         "systems": _readable(request),
     }
@@ -176,8 +183,9 @@ def bias_publish(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect(reverse("bias-audit", args=[audit.pk]))
 
 
-def _published(audit_id: int) -> Any:
-    audit = published_audit_get(audit_id=audit_id)
+def _published(request: HttpRequest, audit_id: int) -> Any:
+    """The audit, if this reader may see it; a private system's is a 404 for others."""
+    audit = published_audit_get(user=request.user, audit_id=audit_id)
     if audit is None:
         raise Http404("no published audit with this number")
     return audit
@@ -185,7 +193,7 @@ def _published(audit_id: int) -> Any:
 
 @require_GET
 def audit_published(request: HttpRequest, audit_id: int) -> HttpResponse:
-    audit = _published(audit_id)
+    audit = _published(request, audit_id)
     report = published_audit_report(audit)
     check = published_audit_check(audit)
     context = {
@@ -203,7 +211,7 @@ def audit_published(request: HttpRequest, audit_id: int) -> HttpResponse:
 def audit_report_download(request: HttpRequest, audit_id: int) -> HttpResponse:
     """The report's RFC 8785 bytes exactly as hashed: `sha256sum` of the file is the leaf's
     report_sha256."""
-    audit = _published(audit_id)
+    audit = _published(request, audit_id)
     response = HttpResponse(bytes(audit.report_canonical), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="bias-audit-{audit.pk}.json"'
     return response
@@ -211,7 +219,7 @@ def audit_report_download(request: HttpRequest, audit_id: int) -> HttpResponse:
 
 @require_GET
 def audit_receipt_download(request: HttpRequest, audit_id: int) -> HttpResponse:
-    audit = _published(audit_id)
+    audit = _published(request, audit_id)
     body = json.dumps(published_audit_receipt(audit), indent=2)
     response = HttpResponse(body, content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="bias-audit-{audit.pk}-receipt.json"'

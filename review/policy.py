@@ -53,12 +53,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_finite_number(value: Any) -> bool:
+    """An int within JSON's exact range or a finite float (math.isfinite would overflow on
+    an int of hundreds of digits, so ints are bounded first)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= SAFE_INTEGER
+    return isinstance(value, float) and math.isfinite(value)
+
+
 def _check_scalar(value: Any, where: str) -> None:
-    if value is None or isinstance(value, bool | str):
-        return
-    if isinstance(value, int) and abs(value) <= SAFE_INTEGER:
-        return
-    if isinstance(value, float) and math.isfinite(value):
+    if value is None or isinstance(value, bool | str) or _is_finite_number(value):
         return
     raise PolicyError(f"{where}: value must be a string, a finite number, a boolean or null")
 
@@ -100,9 +106,8 @@ def _check_condition(condition: Any, where: str, depth: int) -> None:
         raise PolicyError(f"{where}: value is missing")
     value = condition["value"]
     if op in ORDERED:
-        if not _is_number(value) or not math.isfinite(value):
+        if not _is_finite_number(value):
             raise PolicyError(f"{where}: '{op}' compares with a finite number")
-        _check_scalar(value, where)
     elif op in ("in", "not_in"):
         if not isinstance(value, list) or len(value) > MAX_LIST:
             raise PolicyError(f"{where}: '{op}' takes a list of at most {MAX_LIST} values")

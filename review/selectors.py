@@ -1,4 +1,5 @@
-"""Reads of the review app: the queue, attributions, a decision's review chain, oversight."""
+"""Reads of the review app: attributions, a decision's review chain, oversight (the queue is
+the admin's ReviewItem list, scoped by review.permissions)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db.models import BooleanField, Case, Q, QuerySet, Value, When
+from django.db.models import QuerySet
 from django.urls import reverse
-from django.utils import timezone
 from veridict_verify.formats import format_time
 from veridict_verify.note import VerifierKey
 from veridict_verify.receipt import receipt_verify
 
 from audit.models import AISystem, Decision
-from review.models import DecisionOwner, ReviewAction, ReviewItem, ReviewSettings
+from review.models import DecisionOwner, ReviewAction, ReviewItem
+from review.permissions import scoped
 from timestamping.models import Entry, LogKey
 from timestamping.selectors import receipt_get
 
-ALL_SYSTEMS = "review.review_all_systems"
 # A reviewer whose confirmations take less than this share of the median review time is
 # flagged as possibly rubber-stamping (with at least RUBBER_STAMP_MIN_CONFIRMATIONS of them).
 RUBBER_STAMP_FACTOR = 0.25
@@ -29,59 +29,10 @@ RUBBER_STAMP_MIN_CONFIRMATIONS = 5
 ROLE_GROUPS = ("administrator", "compliance officer", "reviewer")
 
 
-def user_may_review(*, user: Any, system: AISystem, permission: str) -> bool:
-    """Whether the user holds the permission for this system: every system with
-    review.review_all_systems, else only those whose review settings list them."""
-    if user is None or not user.is_active or not user.has_perm(permission):
-        return False
-    if user.has_perm(ALL_SYSTEMS):
-        return True
-    return ReviewSettings.objects.filter(system=system, reviewers=user).exists()
-
-
-def _systems_of(user: Any, prefix: str = "") -> Q:
-    """A filter on `<prefix>system` for what the user may review or read."""
-    if user.has_perm(ALL_SYSTEMS) or user.has_perm("review.view_oversight"):
-        return Q()
-    return Q(**{f"{prefix}system__review_settings__reviewers": user})
-
-
-def review_queue(*, user: Any, status: str | None = None) -> QuerySet[ReviewItem]:
-    """The items the user may review, overdue first, then by deadline; all but closed ones
-    unless a status is given."""
-    if not user.is_active or not (
-        user.has_perm("review.review_decision") or user.has_perm("review.view_reviewitem")
-    ):
-        return ReviewItem.objects.none()
-    items = ReviewItem.objects.filter(_systems_of(user, "decision__")).distinct()
-    items = (
-        items.filter(status=status) if status else items.exclude(status=ReviewItem.Status.CLOSED)
-    )
-    now = timezone.now()
-    return (
-        items.select_related(
-            "decision__system", "decision__entry", "decision__model_version", "claimed_by"
-        )
-        .annotate(
-            overdue=Case(
-                When(Q(due_at__lt=now) & ~Q(status=ReviewItem.Status.CLOSED), then=Value(True)),
-                default=Value(False),
-                output_field=BooleanField(),
-            )
-        )
-        .order_by("-overdue", "due_at", "pk")
-    )
-
-
 def decisions_unattributed(*, user: Any) -> QuerySet[Decision]:
     """Decisions with no accountable owner, among those the user may review, newest first."""
-    if not user.is_active:
-        return Decision.objects.none()
-    return (
-        Decision.objects.filter(_systems_of(user), owners__isnull=True)
-        .select_related("system", "entry", "model_version")
-        .order_by("-received_at")
-    )
+    decisions = scoped(Decision.objects.filter(owners__isnull=True), user, "system")
+    return decisions.select_related("system", "entry", "model_version").order_by("-received_at")
 
 
 def decision_owner(*, decision: Decision) -> DecisionOwner | None:

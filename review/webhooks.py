@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 from veridict_verify.formats import format_time
@@ -125,6 +125,7 @@ def _lease(pk: int) -> bool:
     with transaction.atomic():
         taken = WebhookDelivery.objects.filter(
             Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
             pk=pk,
             status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.FAILED],
         ).update(lease_until=now + timedelta(seconds=LEASE_SECONDS))
@@ -163,14 +164,17 @@ def webhook_deliver(*, delivery_id: int) -> str:
     delivery = WebhookDelivery.objects.filter(pk=delivery_id).select_related("system").first()
     if delivery is None:
         return "missing"
-    if delivery.next_attempt_at and delivery.next_attempt_at > timezone.now():
-        return delivery.status
     if not _lease(delivery.pk):
         return WebhookDelivery.objects.get(pk=delivery.pk).status
+    # Read again under the lease: the row read above may predate another runner's try.
+    attempts = WebhookDelivery.objects.values_list("attempts", flat=True).get(pk=delivery.pk) + 1
     code, error = _post(delivery, webhook_secret(system=delivery.system))
     now = timezone.now()
-    attempts = delivery.attempts + 1
-    changes: dict[str, Any] = {"attempts": attempts, "lease_until": None, "last_status_code": code}
+    changes: dict[str, Any] = {
+        "attempts": F("attempts") + 1,
+        "lease_until": None,
+        "last_status_code": code,
+    }
     if code is not None and 200 <= code < 300:
         changes.update(status=WebhookDelivery.Status.DELIVERED, delivered_at=now, last_error="")
     elif attempts >= settings.WEBHOOK_MAX_ATTEMPTS:

@@ -36,7 +36,10 @@ class Role:
 
 ROLES: dict[str, Role] = {
     # Reviews the decisions of the AI systems assigned to them (ReviewSettings.reviewers): the
-    # review services and the queue check the assignment; these permissions open the pages.
+    # review services and every admin list of their models check the assignment
+    # (review.permissions.scoped); these permissions open the pages. No timestamping.view_entry:
+    # a log entry names its system only inside its canonical bytes, so the entry list cannot be
+    # scoped cheaply; each entry's receipt is scoped instead (audit/access.py).
     REVIEWER: Role(
         permissions=frozenset(
             {
@@ -44,7 +47,6 @@ ROLES: dict[str, Role] = {
                 "audit.view_decision",
                 "audit.view_modelversion",
                 "audit.view_outcome",
-                "timestamping.view_entry",
                 "review.view_reviewitem",
                 "review.view_reviewaction",
                 "review.view_decisionowner",

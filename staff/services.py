@@ -12,9 +12,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, models, transaction
 from django.http import HttpRequest
 
-from staff.clients import client_ip
 from staff.models import AdminEvent
 from staff.roles import ROLES
+from veridict.clients import client_ip
 
 LOG_ENTRY_KINDS = {
     ADDITION: AdminEvent.Kind.ADDITION,

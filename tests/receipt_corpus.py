@@ -59,6 +59,12 @@ class Case:
     failing_step: str | None = None
     tsa_ca: str = "builtin"  # which CA is pinned: "builtin", "none" or "other"
     informational: str | None = None  # the INFORMATIONAL_FIELDS entry this case changes
+    raw: str | None = None  # the JSON text, when json.dumps(receipt) would write it otherwise
+
+    @property
+    def text(self) -> str:
+        """The receipt as a verifier reads it: JSON text (4.0, 4e0 and 4 differ only there)."""
+        return self.raw if self.raw is not None else json.dumps(self.receipt)
 
 
 @dataclass
@@ -202,6 +208,7 @@ def _tampered(base: dict[str, Any], later_checkpoint: str, other_set: str) -> li
     # The envelope: the receipt itself.
     case("version changed", "leaf", put("version", "veridict.receipt/v2"))
     case("entry missing", "leaf", lambda r: r.pop("entry"))
+    case("entry not an object", "leaf", put("entry", ["x"]))
     # The leaf.
     case("entry.id changed", "leaf", put("entry.id", str(uuid.uuid4())))
     case("entry.kind changed", "leaf", put("entry.kind", "decision"))
@@ -521,6 +528,58 @@ def _ethereum_claim(base: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any
     return receipt
 
 
+def _integers_written_otherwise(
+    base: dict[str, Any], first_leaf: dict[str, Any], with_ethereum: dict[str, Any]
+) -> list[Case]:
+    """Integers written as floats (4.0, 4e0) or as booleans: JSON.parse reads 4.0 as 4 and Python
+    takes True for 1, so without one rule the two verifiers would disagree on these."""
+    index, size = base["proof"]["leaf_index"], base["proof"]["tree_size"]
+    assert first_leaf["proof"]["leaf_index"] == 0 and first_leaf["batch"]["number"] == 1
+    position = len(with_ethereum["anchors"]) - 1
+    cases = []
+
+    def case(name: str, step: str, receipt: dict[str, Any], path: str, value: Any) -> None:
+        changed = copy.deepcopy(receipt)
+        *parents, last = path.split(".")
+        target: Any = changed
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        target[last] = value
+        cases.append(Case(name=name, receipt=changed, verdict="failed", failing_step=step))
+
+    case(f"proof.leaf_index as {float(index)}", "inclusion", base, "proof.leaf_index", float(index))
+    case(f"proof.tree_size as {float(size)}", "inclusion", base, "proof.tree_size", float(size))
+    case("proof.leaf_index false on leaf 0", "inclusion", first_leaf, "proof.leaf_index", False)
+    case("batch.number true on batch 1", "batch_header", first_leaf, "batch.number", True)
+    number = float(base["batch"]["number"])
+    case(f"batch.number as {number}", "batch_header", base, "batch.number", number)
+    anchor = f"anchors.{position}"
+    for name in ("chain_id", "block_number"):
+        value = with_ethereum["anchors"][position][name]
+        case(
+            f"anchor[{position}].{name} as a float (ethereum)",
+            f"anchor[{position}]",
+            with_ethereum,
+            f"{anchor}.{name}",
+            float(value),
+        )
+    # 4e0: the same float to Python's json, a different text to the browser's parser.
+    text = json.dumps(cases[0].receipt)
+    written = f'"leaf_index": {float(index)!r}'
+    assert text.count(written) == 1, written
+    raw = text.replace(written, f'"leaf_index": {index}e0')
+    cases.append(
+        Case(
+            name=f"proof.leaf_index as {index}e0",
+            receipt=json.loads(raw),
+            verdict="failed",
+            failing_step="inclusion",
+            raw=raw,
+        )
+    )
+    return cases
+
+
 def _ethereum_tampered(receipt: dict[str, Any]) -> list[Case]:
     cases = []
     position = len(receipt["anchors"]) - 1
@@ -603,6 +662,7 @@ def corpus_build(*, seal: Callable[[], Any], folder: Path) -> Corpus:
             Case("pending: not sealed yet", receipt(pending), "pending"),
             *_tampered(base, later_checkpoint, other_set),
             *_ethereum_tampered(with_ethereum),
+            *_integers_written_otherwise(base, receipt(first[0]), with_ethereum),
             *_informational(base, with_ethereum),
         ]
     return Corpus(

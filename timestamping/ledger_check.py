@@ -443,6 +443,8 @@ class _LedgerCheck:
         if not isinstance(fields, dict):
             raise _fail("batch_header", "the header is not a JSON object", **where)
         try:
+            # The reference encoder, not timestamping.canonical: the check must not share the
+            # code that wrote the header.
             canonical = rfc8785.dumps(fields) == header
         except (rfc8785.CanonicalizationError, TypeError, ValueError):
             canonical = False

@@ -80,7 +80,7 @@ AXES_VERBOSE = False
 # How many reverse proxies of ours stand in front of the web processes: with N > 0 the client's
 # address is the N-th from the right in X-Forwarded-For (each proxy appends the one it saw).
 TRUSTED_PROXY_COUNT = env.int("VERIDICT_TRUSTED_PROXY_COUNT", default=0)
-AXES_CLIENT_IP_CALLABLE = "staff.clients.client_ip"
+AXES_CLIENT_IP_CALLABLE = "veridict.clients.client_ip"
 
 ROOT_URLCONF = "veridict.urls"
 WSGI_APPLICATION = "veridict.wsgi.application"
@@ -114,13 +114,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests start sealers and workers in other processes, so the test database must be a file;
     # one per test run, so that two runs side by side do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+else:
+    # A new PostgreSQL connection per request costs more than the request itself; the health
+    # check replaces a connection the server dropped instead of failing the request with it.
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("VERIDICT_DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A Redis that stops answering must not stall requests: rate limits fail open.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
     }
 else:
     CACHES = {
@@ -175,6 +185,9 @@ REST_FRAMEWORK = {
         "document_lookup": env("VERIDICT_DOCUMENT_LOOKUP_RATE", default="60/min"),
     },
     "EXCEPTION_HANDLER": "veridict.api_errors.exception_handler",
+    # Throttles identify clients by X-Forwarded-For only as far as our own proxies set it;
+    # unset, DRF would trust the whole header, which a client can forge to dodge limits.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     # `?format=` belongs to the views (tlog-proof receipts, CSV reports), not to DRF's renderers.
     "URL_FORMAT_OVERRIDE": None,
 }
@@ -314,7 +327,7 @@ CELERY_BEAT_SCHEDULE["review-webhooks-sweep"] = {
 CONTEST_RATE_PER_DECISION = env("VERIDICT_CONTEST_RATE_PER_DECISION", default="3/h")
 CONTEST_RATE_PER_ADDRESS = env("VERIDICT_CONTEST_RATE_PER_ADDRESS", default="20/h")
 
-# Public portal lookups (portal/ratelimit.py): per client address, "<n>/<s|min|h|d>".
+# Public portal lookups (veridict/ratelimit.py): per client address, "<n>/<s|min|h|d>".
 PORTAL_RATES = {
     "lookup": env("VERIDICT_PORTAL_LOOKUP_RATE", default="60/min"),
     "entry": env("VERIDICT_PORTAL_ENTRY_RATE", default="120/min"),

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from audit.views import decision_subject
+from audit.views import decision_subject, decision_subject_receipt
 from timestamping.urls import public_urlpatterns
 
 urlpatterns = [
@@ -15,6 +15,11 @@ urlpatterns = [
     path("api/v1/", include("timestamping.urls")),
     path("api/v1/", include("audit.urls")),
     path("d/<str:token>", decision_subject, name="decision-subject"),
+    path(
+        "d/<str:token>/receipts/<uuid:entry_id>",
+        decision_subject_receipt,
+        name="decision-subject-receipt",
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),

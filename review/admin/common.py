@@ -1,38 +1,23 @@
-"""What the review admin modules share: permission names, the system scope, display helpers."""
+"""What the review admin modules share: display helpers and query-string ids."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils.html import format_html
 
-from audit.models import AISystem, Decision
-
-PERM_REVIEW = "review.review_decision"
-PERM_APPROVE = "review.approve_override"
-PERM_ASSIGN = "review.assign_owner"
-PERM_ALL_SYSTEMS = "review.review_all_systems"
-PERM_OVERSIGHT = "review.view_oversight"
-PERM_PUBLISH = "review.publish_policy"
+from audit.models import Decision
 
 
-def systems_in_scope(user: Any) -> QuerySet[AISystem] | None:
-    """The AI systems whose decisions this user works on, or None for all of them.
-
-    A reviewer (review_decision without review_all_systems) sees the systems assigned to them;
-    everyone else with the view permissions sees every system.
-    """
-    if not user.has_perm(PERM_REVIEW) or user.has_perm(PERM_ALL_SYSTEMS):
+def id_param(value: str | None) -> int | None:
+    """A query-string id, or None when it is missing or not a positive integer (a hand-edited
+    URL gets the page without it, not a server error)."""
+    if value is None or not value.isascii() or not value.isdigit():
         return None
-    return AISystem.objects.filter(review_settings__reviewers=user)
-
-
-def scoped(queryset: QuerySet, user: Any, system_path: str) -> QuerySet:
-    systems = systems_in_scope(user)
-    return queryset if systems is None else queryset.filter(**{f"{system_path}__in": systems})
+    number = int(value)
+    return number if 0 < number < 2**63 else None
 
 
 def json_block(value: Any) -> str:

@@ -17,13 +17,9 @@ from django.utils.html import format_html, format_html_join
 from audit.admin import DecisionAdmin, ReadOnlyAdmin
 from audit.models import Decision
 from review import selectors
-from review.admin.common import (
-    PERM_ASSIGN,
-    PERM_REVIEW,
-    decision_link,
-    scoped,
-)
+from review.admin.common import decision_link
 from review.models import ReviewItem
+from review.permissions import PERM_ASSIGN, PERM_REVIEW, scoped
 from review.services import (
     ReviewError,
     decision_attribute,

@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,14 +17,12 @@ from django.utils.html import format_html
 
 from audit.admin import _entry_link
 from audit.models import AISystem
-from review.admin.common import (
-    PERM_PUBLISH,
-    json_block,
-)
+from review.admin.common import id_param, json_block
 from review.models import (
     PolicySet,
     ReviewSettings,
 )
+from review.permissions import PERM_PUBLISH, scoped
 from review.services import (
     PolicyError,
     policy_set_publish,
@@ -61,6 +60,9 @@ class ReviewSettingsAdmin(admin.ModelAdmin):
     list_display = ("system", "four_eyes", "sampling_rate", "review_deadline_hours", "policy")
     list_select_related = ("system", "current_policy")
     filter_horizontal = ("reviewers",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ReviewSettings]:
+        return scoped(super().get_queryset(request), request.user, "system")
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = [*ReviewSettingsForm.Meta.fields, "policy"]
@@ -133,6 +135,9 @@ class PolicySetAdmin(LedgerAdmin):
     )
     change_list_template = "admin/review/policyset/change_list.html"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PolicySet]:
+        return scoped(super().get_queryset(request), request.user, "system")
+
     @admin.display(description="rules")
     def rules_text(self, policy: PolicySet) -> str:
         return json_block(policy.rules)
@@ -186,7 +191,8 @@ class PolicySetAdmin(LedgerAdmin):
                         reverse("admin:review_policyset_change", args=[policy.pk])
                     )
         else:
-            system = AISystem.objects.filter(pk=request.GET.get("system") or None).first()
+            system_id = id_param(request.GET.get("system"))
+            system = AISystem.objects.filter(pk=system_id).first() if system_id else None
             current = (
                 PolicySet.objects.filter(system=system).order_by("-version").first()
                 if system

@@ -22,15 +22,9 @@ from django.utils.html import format_html
 from audit.models import AISystem
 from audit.services.decisions import decision_personal_data
 from review import selectors
-from review.admin.common import (
-    PERM_APPROVE,
-    PERM_OVERSIGHT,
-    PERM_REVIEW,
-    json_block,
-    json_text,
-    scoped,
-)
+from review.admin.common import id_param, json_block, json_text
 from review.models import ReviewItem
+from review.permissions import PERM_APPROVE, PERM_OVERSIGHT, PERM_REVIEW, scoped
 from review.services import (
     ReviewError,
     review_approve,
@@ -380,7 +374,8 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not request.user.has_perm(PERM_OVERSIGHT):
             raise PermissionDenied
         systems = AISystem.objects.order_by("name")
-        system = systems.filter(pk=request.GET.get("system") or None).first()
+        system_id = id_param(request.GET.get("system"))
+        system = systems.filter(pk=system_id).first() if system_id else None
         stats = selectors.oversight_stats(system=system)
         context = {
             **self.admin_site.each_context(request),

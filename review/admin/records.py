@@ -9,16 +9,13 @@ from django.utils.html import format_html
 
 from audit.admin import ReadOnlyAdmin, _entry_link
 from review import selectors
-from review.admin.common import (
-    json_block,
-    scoped,
-    user_name,
-)
+from review.admin.common import json_block, user_name
 from review.models import (
     DecisionOwner,
     ReviewAction,
     WebhookDelivery,
 )
+from review.permissions import scoped
 from timestamping.admin import LedgerAdmin
 
 

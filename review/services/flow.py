@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.models import Decision
@@ -24,7 +24,7 @@ from review.errors import (
     WrongUser,
 )
 from review.models import DecisionOwner, ReviewAction, ReviewItem, ReviewSettings
-from review.selectors import user_may_review
+from review.permissions import PERM_APPROVE, PERM_ASSIGN, PERM_REVIEW, user_may_review
 from review.services.common import (
     DEFAULT_DEADLINE_HOURS,
     SUBJECT_PSEUDONYM,
@@ -38,9 +38,6 @@ from review.webhooks import webhook_delivery_create
 
 Status = ReviewItem.Status
 Kind = ReviewAction.Kind
-PERM_REVIEW = "review.review_decision"
-PERM_APPROVE = "review.approve_override"
-PERM_ASSIGN = "review.assign_owner"
 
 
 def _require(user: Any, permission: str, decision: Decision, doing: str) -> None:
@@ -137,24 +134,51 @@ def review_item_open(
     if by is not None:
         _require(by, PERM_REVIEW, decision, "send to review")
     with transaction.atomic(durable=True):
-        return _item_open(decision, reason, "")
+        item, created = _item_get_or_create(decision, reason, "")
+        return item if created else _item_reopen(item, reason, "")
 
 
-def _item_open(decision: Decision, reason: str, detail: str) -> ReviewItem:
+def _item_get_or_create(decision: Decision, reason: str, detail: str) -> tuple[ReviewItem, bool]:
+    """The decision's item, locked, or a new open one; True when new."""
     item = ReviewItem.objects.select_for_update().filter(decision=decision).first()
-    due = due_at(hours=_deadline_hours(decision))
-    if item is None:
-        return ReviewItem.objects.create(
-            decision=decision, reason=reason, reason_detail=detail, due_at=due
-        )
+    if item is not None:
+        return item, False
+    try:
+        # A savepoint: on PostgreSQL a failed insert would otherwise spoil the transaction.
+        with transaction.atomic():
+            item = ReviewItem.objects.create(
+                decision=decision,
+                reason=reason,
+                reason_detail=detail,
+                due_at=due_at(hours=_deadline_hours(decision)),
+            )
+        return item, True
+    except IntegrityError:
+        # Another request (two first contests at once) queued it between our read and our
+        # insert; the insert waited for that transaction, so its row is committed and ours.
+        return ReviewItem.objects.select_for_update().get(decision=decision), False
+
+
+def _item_reopen(item: ReviewItem, reason: str, detail: str) -> ReviewItem:
+    """Puts an existing item back in the queue with this reason."""
     if item.status == Status.CLOSED:
-        # Reopened: result and final_output stay those of the last final review until the
-        # next one; the ledger keeps every step.
+        # A new review from scratch: nothing of the last one's work carries over but its
+        # result and final_output, which hold until the next final review (the ledger keeps
+        # every step). created_at restarts so that turnaround counts this review only.
         item.status = Status.OPEN
         item.claimed_by = None
         item.claimed_at = None
+        item.escalated_by = None
+        item.proposed_by = None
+        item.proposed_output = None
+        item.time_spent_seconds = 0
+        item.created_at = timezone.now()
         item.closed_at = None
-        item.due_at = due
+        item.due_at = due_at(hours=_deadline_hours(item.decision))
+    elif item.reason == ReviewItem.Reason.CONTEST:
+        # A pending contest stays one: the subject page says it awaits review, and the subject
+        # may not contest again until it is reviewed.
+        return item
     item.reason = reason
     item.reason_detail = detail
     item.save()
@@ -316,11 +340,13 @@ def contest_record(*, decision: Decision, statement: str) -> ReviewAction:
     the decision goes to the queue. Refused while an earlier contest is still pending."""
     statement = text_clean(statement, what="statement")
     with transaction.atomic(durable=True):
-        item = ReviewItem.objects.select_for_update().filter(decision=decision).first()
-        if item is not None and item.status != Status.CLOSED and item.reason == "contest":
-            raise ContestError("your contest of this decision is already awaiting review")
+        detail = "contested by the subject"
+        item, created = _item_get_or_create(decision, ReviewItem.Reason.CONTEST, detail)
+        if not created:
+            if item.status != Status.CLOSED and item.reason == ReviewItem.Reason.CONTEST:
+                raise ContestError("your contest of this decision is already awaiting review")
+            _item_reopen(item, ReviewItem.Reason.CONTEST, detail)
         text = SealedText.for_decision(decision, statement)
-        item = _item_open(decision, ReviewItem.Reason.CONTEST, "contested by the subject")
         return action_append(
             decision=decision,
             kind=Kind.CONTEST,

@@ -10,8 +10,8 @@ from django.db.models import Max
 from audit.models import AISystem
 from review.errors import NotAllowed
 from review.models import PolicySet, ReviewSettings
+from review.permissions import user_may_review
 from review.policy import PolicyError, policy_validate
-from review.selectors import user_may_review
 from review.services.common import actor_pseudonym
 from timestamping.services import entry_append
 

@@ -76,9 +76,29 @@ export function jsonEqual(a, b) {
   return keys.every((key) => Object.hasOwn(b, key) && jsonEqual(a[key], b[key]));
 }
 
-/** JSON.parse that refuses an object repeating a key (JSON.parse keeps the last silently). */
-export function strictJsonParse(text) {
-  const value = JSON.parse(text); // throws SyntaxError on malformed JSON first
+/**
+ * A JSON number written with a fraction or an exponent (4.0, 4e0). JSON.parse reads 4.0 as the
+ * integer 4 where Python's json reads a float; keeping it apart lets both verifiers hold to one
+ * rule: where a receipt has an integer, it must be written as one.
+ */
+export class JsonFloat {
+  constructor(source) {
+    this.source = source;
+    Object.freeze(this);
+  }
+
+  toString() {
+    return this.source;
+  }
+}
+
+/**
+ * JSON.parse, but numbers with a fraction or an exponent become JsonFloats; with `strict`, an
+ * object repeating a key throws FormatError (JSON.parse keeps the last silently). By its own
+ * scan of the text, rather than a reviver's context.source, which not every browser has.
+ */
+export function jsonParse(text, { strict = false } = {}) {
+  JSON.parse(text); // throws SyntaxError on malformed JSON first
   let at = 0;
   const space = () => {
     while (/[ \t\n\r]/.test(text[at] ?? "")) at++;
@@ -89,39 +109,61 @@ export function strictJsonParse(text) {
     at++;
     return JSON.parse(text.slice(start, at));
   };
-  const walk = () => {
+  const value = () => {
     space();
     if (text[at] === "{") {
       at++;
-      const seen = new Set();
+      // defineProperty, not assignment: a "__proto__" key is data, as JSON.parse makes it.
+      const object = {};
       space();
-      if (text[at] === "}") return void at++;
+      if (text[at] === "}") {
+        at++;
+        return object;
+      }
       for (;;) {
         space();
         const key = string();
-        if (seen.has(key)) throw new FormatError("repeats a key");
-        seen.add(key);
+        if (strict && Object.hasOwn(object, key)) throw new FormatError("repeats a key");
         space();
         at++; // the colon
-        walk();
+        const item = value();
+        Object.defineProperty(object, key, {
+          value: item,
+          writable: true,
+          enumerable: true,
+          configurable: true,
+        });
         space();
-        if (text[at++] === "}") return;
+        if (text[at++] === "}") return object;
       }
-    } else if (text[at] === "[") {
-      at++;
-      space();
-      if (text[at] === "]") return void at++;
-      for (;;) {
-        walk();
-        space();
-        if (text[at++] === "]") return;
-      }
-    } else if (text[at] === '"') {
-      string();
-    } else {
-      while (at < text.length && !/[,\]} \t\n\r]/.test(text[at])) at++;
     }
+    if (text[at] === "[") {
+      at++;
+      const array = [];
+      space();
+      if (text[at] === "]") {
+        at++;
+        return array;
+      }
+      for (;;) {
+        array.push(value());
+        space();
+        if (text[at++] === "]") return array;
+      }
+    }
+    if (text[at] === '"') return string();
+    const start = at;
+    while (at < text.length && !/[,\]} \t\n\r]/.test(text[at])) at++;
+    const token = text.slice(start, at);
+    if (token === "true") return true;
+    if (token === "false") return false;
+    if (token === "null") return null;
+    return /[.eE]/.test(token) ? new JsonFloat(token) : Number(token);
   };
-  walk();
-  return value;
+  return value();
+}
+
+/** jsonParse refusing an object that repeats a key. */
+export function strictJsonParse(text) {
+  return jsonParse(text, { strict: true });
 }

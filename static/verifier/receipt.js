@@ -7,6 +7,7 @@ import {
   fromBase64,
   fromHex,
   jsonEqual,
+  jsonParse,
   sha256,
   strictJsonParse,
   toHex,
@@ -54,6 +55,8 @@ export class VerifierInputError extends Error {}
 class StepFailed extends Error {}
 
 const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
+// A JSON integer: receiptParse and strictJsonParse keep 4.0 and 4e0 apart as JsonFloats, and a
+// boolean is no number, as in the Python verifier (type(value) is int).
 const isInt = (value) => Number.isInteger(value);
 
 function strictJson(raw, what) {
@@ -497,9 +500,12 @@ export async function pinnedKeysFetch(base = "") {
   return { origin: published.origin, keys: logKeys.map((key) => key.verifier_key), tsaCaPem };
 }
 
-/** Reads a receipt's JSON text; a SyntaxError says why it is not JSON (the CLI's exit 2). */
+/**
+ * Reads a receipt's JSON text, keeping numbers written as 4.0 or 4e0 apart from integers (as
+ * Python's json does); a SyntaxError says why it is not JSON (the CLI's exit 2).
+ */
 export function receiptParse(text) {
-  return JSON.parse(text);
+  return jsonParse(text);
 }
 
 export { NoteError };

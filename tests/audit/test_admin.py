@@ -160,7 +160,8 @@ def test_a_staff_user_without_the_permission_neither_sees_nor_runs_the_erase_act
 
 
 def test_the_erase_action_asks_for_confirmation_then_erases_the_subject(recorded, ai_system):
-    client = staff_client("view_decision", "erase_subject")
+    # review_all_systems: the admin lists only the systems in the user's scope (review.permissions).
+    client = staff_client("view_decision", "erase_subject", "review_all_systems")
     assert "erase_subjects" in client.get("/admin/audit/decision/").content.decode()
     decision = Decision.objects.get()
 

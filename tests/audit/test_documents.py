@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from rest_framework.test import APIClient
@@ -240,9 +241,16 @@ def test_the_salt_is_in_the_receipt_for_its_key_and_staff_only(
 
     own = api_client.get(answer["receipt_url"]).json()
     assert base64.b64decode(own["document"]["salt_b64"]) == salt
+    # Staff whose scope covers the system (review.permissions): every system here.
+    auditor = django_user_model.objects.create_user("auditor", is_staff=True)
+    auditor.user_permissions.add(Permission.objects.get(codename="review_all_systems"))
     staff = APIClient()
-    staff.force_login(django_user_model.objects.create_user("auditor", is_staff=True))
+    staff.force_login(auditor)
     assert base64.b64decode(staff.get(answer["receipt_url"]).json()["document"]["salt_b64"]) == salt
+    # Staff out of scope (no system assigned) read the public receipt only.
+    outside = APIClient()
+    outside.force_login(django_user_model.objects.create_user("other", is_staff=True))
+    assert "document" not in outside.get(answer["receipt_url"]).json()
     public = APIClient().get(answer["receipt_url"])
     assert public.status_code == 200
     assert "document" not in public.json()

@@ -30,7 +30,6 @@ from sklearn.metrics import accuracy_score, precision_score
 
 from bias.metrics import (
     Cell,
-    cells_sum,
     disparity_test,
     groups_evaluate,
     median_bucket,
@@ -359,7 +358,7 @@ def test_reference_modes_pick_the_largest_the_most_favoured_or_the_named_group()
     assert versus["a"]["selection_rate"]["difference"] == pytest.approx(0.1)
 
 
-def test_marginals_are_sums_of_intersections():
+def test_cells_add_field_by_field():
     a = Cell(n=10, selected=4, tp=2, fp=1, fn=1, tn=3, scored=9, above=4)
     b = Cell(n=5, selected=1, tp=1, fp=0, fn=2, tn=1, scored=5, above=1)
-    assert cells_sum([a, b]) == Cell(15, 5, 3, 1, 3, 4, 14, 5)
+    assert a + b == Cell(15, 5, 3, 1, 3, 4, 14, 5)

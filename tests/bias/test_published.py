@@ -140,15 +140,37 @@ def test_a_refused_parameter_publishes_nothing(client, loans, officer):
     assert not Entry.objects.filter(kind="bias_audit").exists()
 
 
-def test_a_private_systems_audit_is_public_once_published(client, private_loans, officer, seal):
+def test_a_private_systems_audit_is_for_staff_only(client, loans, private_loans, officer, seal):
     bias_audit_publish(system=private_loans, by=officer, attributes=["sex"])
+    bias_audit_publish(system=loans, by=officer, attributes=["sex"])
     seal()
-    audit = PublishedAudit.objects.get()
+    private = PublishedAudit.objects.get(system=private_loans)
+    public = PublishedAudit.objects.get(system=loans)
     anonymous = client.__class__()
-    assert anonymous.get(f"/bias/audits/{audit.pk}").status_code == 200
-    assert anonymous.get(f"/bias/audits/{audit.pk}/receipt.json").status_code == 200
+    for suffix in ("", "/report.json", "/receipt.json"):
+        assert anonymous.get(f"/bias/audits/{private.pk}{suffix}").status_code == 404
+        assert anonymous.get(f"/bias/audits/{public.pk}{suffix}").status_code == 200
+    index = text_of(anonymous.get("/bias/"))
+    assert f'href="/bias/audits/{public.pk}"' in index
+    assert f'href="/bias/audits/{private.pk}"' not in index
+    assert private_loans.name not in index
+
+    # Staff who may read every system's counts see it, and the index names it; so does
+    # its dashboard's list of audits.
+    reader = client.__class__()
+    reader.force_login(staff_user("reader"))
+    for suffix in ("", "/report.json", "/receipt.json"):
+        assert reader.get(f"/bias/audits/{private.pk}{suffix}").status_code == 200
+    assert f'href="/bias/audits/{private.pk}"' in text_of(reader.get("/bias/"))
+    dashboard = text_of(reader.get(f"/bias/{private_loans.slug}/?attributes=sex"))
+    assert f'href="/bias/audits/{private.pk}"' in dashboard
+    # A user signed in without that permission is the public.
+    other = client.__class__()
+    other.force_login(User.objects.create_user("someone"))
+    assert other.get(f"/bias/audits/{private.pk}").status_code == 404
+
     # Published as the public would see it: the small group is suppressed even so.
-    report = json.loads(bytes(audit.report_canonical))
+    report = json.loads(bytes(private.report_canonical))
     assert report["public"] is True
     assert next(g for g in report["groups"] if g["key"] == "nonbinary")["count"] is None
 

@@ -28,7 +28,7 @@ def corpus(seal, tmp_path) -> Corpus:
 def python_verdict(corpus: Corpus, case: Case) -> tuple[str, str | None]:
     tsa_ca = corpus.tsa_ca_for(case)
     report = receipt_verify(
-        case.receipt,
+        json.loads(case.text),
         keys=[VerifierKey.parse(corpus.verifier_key)],
         tsa_ca_pem=tsa_ca.encode() if tsa_ca else None,
     ).as_dict()
@@ -77,7 +77,7 @@ def test_the_command_agrees_on_a_tampered_receipt_and_a_pending_one(corpus, tmp_
     ):
         case = corpus.by_name[name]
         path = tmp_path / "receipt.json"
-        path.write_text(json.dumps(case.receipt))
+        path.write_text(case.text)
         ca = tmp_path / "ca.pem"
         ca.write_text(corpus.tsa_ca_pem)
         result = subprocess.run(

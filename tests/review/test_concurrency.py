@@ -9,7 +9,7 @@ from django.db import connection
 
 from review.errors import ReviewError
 from review.models import ReviewAction, ReviewItem
-from review.services import review_claim, review_confirm
+from review.services import contest_record, review_claim, review_confirm
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -57,3 +57,21 @@ def test_a_double_submitted_confirmation_is_recorded_once(queued, alice):
     )
     assert sum(isinstance(result, ReviewItem) for result in results) == 1
     assert ReviewAction.objects.filter(item=item).count() == 1
+
+
+def test_two_first_contests_at_once_one_is_recorded_and_none_fails(record):
+    """No item yet: both find none, both insert; the second insert waits for the first and
+    then reads its item, which already holds a pending contest."""
+    for _ in range(5):
+        decision = record()
+        results = race(
+            lambda decision=decision: contest_record(decision=decision, statement="mine"),
+            lambda decision=decision: contest_record(decision=decision, statement="mine too"),
+        )
+        assert sorted(type(result).__name__ for result in results) == [
+            "ContestError",
+            "ReviewAction",
+        ], results
+        item = ReviewItem.objects.get(decision=decision)
+        assert (item.reason, item.status) == ("contest", "open")
+        assert ReviewAction.objects.filter(decision=decision, kind="contest").count() == 1

@@ -134,7 +134,15 @@ PAGES: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "review settings": (
         "/admin/review/reviewsettings/{settings}/change/",
-        row(staff="denied", others="ok"),
+        row(staff="denied", outsider="hidden", others="ok"),
+    ),
+    "AI system": (
+        "/admin/audit/aisystem/{system}/change/",
+        row(staff="denied", outsider="hidden", others="ok"),
+    ),
+    "model version": (
+        "/admin/audit/modelversion/{model_version}/change/",
+        row(staff="denied", outsider="hidden", others="ok"),
     ),
     "policy sets": ("/admin/review/policyset/", row(staff="denied", others="ok")),
     "publish a policy set": (
@@ -155,7 +163,11 @@ PAGES: dict[str, tuple[str, dict[str, str]]] = {
         "/admin/axes/accessattempt/",
         row(compliance="ok", administrator="ok", superuser="ok", others="denied"),
     ),
-    "log entries": ("/admin/timestamping/entry/", row(staff="denied", others="ok")),
+    # Not for reviewers: the entry list cannot be scoped by system cheaply.
+    "log entries": (
+        "/admin/timestamping/entry/",
+        row(staff="denied", reviewer="denied", outsider="denied", others="ok"),
+    ),
     "users": (
         "/admin/auth/user/",
         row(compliance="ok", administrator="ok", superuser="ok", others="denied"),
@@ -172,7 +184,11 @@ PAGES: dict[str, tuple[str, dict[str, str]]] = {
 def test_each_role_opens_exactly_the_pages_it_should(world: World, page: str, role: str) -> None:
     template, expected = PAGES[page]
     url = template.format(
-        item=world.item.pk, decision=world.decision.pk, settings=world.settings.pk
+        item=world.item.pk,
+        decision=world.decision.pk,
+        settings=world.settings.pk,
+        system=world.system.pk,
+        model_version=world.decision.model_version_id,
     )
     assert outcome(world.client(role).get(url)) == expected[role]
 
@@ -199,6 +215,85 @@ def test_the_queue_and_decision_lists_show_only_the_systems_a_reviewer_is_assign
     assert ([d.pk for d in unattributed] == [world.unattributed.pk]) is sees
     if not sees:
         assert list(queue) == list(decisions) == list(unattributed) == []
+
+
+@pytest.fixture
+def records(world: World) -> dict[str, Any]:
+    """A row of each system-scoped model for the assigned system: what a reviewer of another
+    system must not see (every system is private by default)."""
+    from audit.services.decisions import outcome_record
+    from review.services import policy_set_publish
+
+    assert not world.system.is_public
+    return {
+        "aisystem": world.system,
+        "modelversion": world.decision.model_version,
+        "outcome": outcome_record(
+            decision=world.decision,
+            actual={"label": "approve"},
+            observed_at=world.decision.received_at,
+        ),
+        "reviewsettings": world.settings,
+        "policyset": policy_set_publish(system=world.system, rules=[], by=world.users["superuser"]),
+    }
+
+
+SCOPED = {"aisystem": "audit", "modelversion": "audit", "outcome": "audit"} | {
+    "reviewsettings": "review",
+    "policyset": "review",
+}
+
+
+@pytest.mark.parametrize(
+    ("role", "sees"),
+    [("reviewer", True), ("outsider", False), ("compliance", True), ("administrator", True)],
+)
+@pytest.mark.parametrize("model", list(SCOPED))
+def test_system_records_are_listed_and_opened_only_in_the_users_scope(
+    records: dict[str, Any], world: World, model: str, role: str, sees: bool
+) -> None:
+    client = world.client(role)
+    target = records[model]
+    base = f"/admin/{SCOPED[model]}/{model}/"
+    listed = client.get(base)
+    assert listed.status_code == 200
+    assert (target.pk in [row.pk for row in listed.context["cl"].result_list]) is sees
+    # Nor named in a list filter: a private system's name is not for other reviewers.
+    assert (world.system.name in listed.content.decode()) is sees
+    assert outcome(client.get(f"{base}{target.pk}/change/")) == ("ok" if sees else "hidden")
+
+
+RECEIPT = row(
+    anonymous="hidden",
+    staff="hidden",
+    reviewer="ok",
+    outsider="hidden",
+    compliance="ok",
+    administrator="ok",
+    superuser="ok",
+)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_private_systems_receipts_are_for_staff_in_its_scope(world: World, role: str) -> None:
+    url = reverse("entry-receipt", kwargs={"entry_id": world.decision.entry.uuid})
+    response = world.client(role).get(url)
+    assert {200: "ok", 404: "hidden"}[response.status_code] == RECEIPT[role]
+
+
+@pytest.mark.parametrize(
+    "url", ["/admin/review/reviewitem/oversight/", "/admin/review/policyset/publish/"]
+)
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "99999999999999999999999", "", "0"])
+def test_a_bad_system_id_in_the_query_string_is_ignored_not_a_server_error(
+    world: World, url: str, value: str
+) -> None:
+    response = world.client("administrator").get(f"{url}?system={value}")
+    assert response.status_code == 200
+    if "oversight" in url:
+        assert response.context["system"] is None
+    else:
+        assert response.context["form"].initial["system"] is None
 
 
 def test_only_those_who_may_change_review_settings_see_the_webhook_secret(world: World) -> None:

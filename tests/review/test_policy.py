@@ -93,6 +93,11 @@ def test_a_reject_wins_over_an_earlier_review_and_names_its_rule():
         ([{"if": cond("confidence", "in", 1), "then": "review"}], "'in' takes a list"),
         ([{"if": cond("confidence", "exists", 1), "then": "review"}], "'exists' takes true"),
         ([{"if": cond("confidence", "eq", 2**60), "then": "review"}], "finite number"),
+        # 400 digits: math.isfinite would raise OverflowError on it.
+        ([{"if": cond("confidence", "gt", 10**400), "then": "review"}], "'gt' compares with"),
+        ([{"if": cond("confidence", "le", -(10**400)), "then": "review"}], "'le' compares with"),
+        ([{"if": cond("confidence", "in", [10**400]), "then": "review"}], "finite number"),
+        ([{"if": cond("confidence", "lt", float("inf")), "then": "review"}], "'lt' compares with"),
         ([{"if": {"field": "confidence", "op": "eq"}, "then": "review"}], "value is missing"),
         ([{"if": {"all": []}, "then": "review"}], "non-empty list"),
         ([{"if": {"all": [], "any": []}, "then": "review"}], "takes no other keys"),

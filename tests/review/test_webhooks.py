@@ -14,6 +14,8 @@ from review.services import review_approve, review_claim, review_confirm, review
 from review.tasks import webhook_deliver_task, webhooks_sweep_task
 from review.webhooks import (
     SIGNATURE_HEADER,
+    _lease,
+    webhook_deliver,
     webhook_secret,
     webhook_signature,
     webhook_signature_check,
@@ -215,4 +217,22 @@ def test_a_broker_that_is_away_delays_the_webhook_but_not_the_review(
     assert WebhookDelivery.objects.get().status == "pending"
     assert webhooks_sweep_task() == 1  # due at once: the sweep sends it
     assert WebhookDelivery.objects.get().status == "delivered"
+    assert len(receiver.received) == 1
+
+
+def test_a_delivery_not_yet_due_is_not_leased_and_attempts_count_from_the_row(
+    queued, alice, hooked, receiver
+):
+    """The lease itself checks next_attempt_at, and the attempt count is the row's, not the
+    caller's earlier read of it."""
+    item = review_claim(item=queued(), reviewer=alice)
+    review_confirm(item=item, reviewer=alice, rationale="fine")  # callbacks not run: no try yet
+    delivery = WebhookDelivery.objects.get()
+    later = timezone.now() + timezone.timedelta(seconds=60)
+    WebhookDelivery.objects.update(status="failed", attempts=1, next_attempt_at=later)
+    assert _lease(delivery.pk) is False
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now())
+    assert webhook_deliver(delivery_id=delivery.pk) == "delivered"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 2)
     assert len(receiver.received) == 1

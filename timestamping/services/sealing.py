@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import time
 
-import rfc8785
 import structlog
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from veridict_verify.formats import ZERO_HASH_HEX, Checkpoint, format_time
 
-from timestamping import keys, tree
+from timestamping import canonical, keys, tree
 from timestamping.models import Batch, Entry, SealLock, Tile
 from timestamping.services.anchoring import batch_anchor_builtin
 from timestamping.services.entries import SEQ_LOCK
@@ -84,7 +83,7 @@ def batch_seal(*, max_entries: int | None = None) -> Batch | None:
 
         number = previous.number + 1 if previous else 1
         sealed_at = timezone.now()
-        header = rfc8785.dumps(
+        header = canonical.dumps(
             {
                 "v": 1,
                 "origin": settings.LOG_ORIGIN,

@@ -47,7 +47,7 @@ class ChainAnchor:
         """Reads the claim's fields; ChainError names the field that is malformed."""
         chain_id, block_number = anchor.get("chain_id"), anchor.get("block_number")
         for name, value in (("chain_id", chain_id), ("block_number", block_number)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if type(value) is not int or value < 0:  # a JSON integer: not 4.0, not true
                 raise ChainError(f"anchor {name} is not a whole number")
         for name in ("tx_hash", "block_hash"):
             value = anchor.get(name)

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from veridict_verify import merkle
 from veridict_verify.ethereum import ChainAnchor, ChainError, RPCNode, chain_anchor_verify
@@ -75,6 +75,16 @@ def _strict_json(raw: bytes, what: str) -> Any:
         raise StepFailed(f"{what} is not JSON: {exc}") from exc
 
 
+def _integer(value: Any) -> TypeGuard[int]:
+    """A JSON integer: not a float (4.0, 4e0) nor a boolean, which Python's == would let pass
+    as one. The browser's verifier keeps to the same rule (static/verifier/bytes.js)."""
+    return type(value) is int
+
+
+def _same(value: Any, expected: object) -> bool:
+    return type(value) is type(expected) and value == expected
+
+
 def _b64(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise StepFailed(f"{what} is missing")
@@ -134,7 +144,8 @@ class _Verification:
         self.tsa_ca_pem = tsa_ca_pem
         self.document_sha256 = document_sha256
         self.nodes = nodes
-        self.entry = receipt.get("entry") or {}
+        entry = receipt.get("entry")
+        self.entry: dict[str, Any] = entry if isinstance(entry, dict) else {}
 
     def leaf(self) -> str:
         canonical = _b64(self.entry.get("canonical_b64"), "entry.canonical_b64")
@@ -142,7 +153,7 @@ class _Verification:
         if merkle.leaf_hash(canonical) != claimed:
             raise StepFailed("SHA-256(0x00 || canonical bytes) is not entry.leaf_hash")
         leaf = _strict_json(canonical, "the leaf")
-        if not isinstance(leaf, dict) or leaf.get("v") != 1:
+        if not isinstance(leaf, dict) or not _same(leaf.get("v"), 1):
             raise StepFailed("the leaf is not a version 1 Veridict leaf")
         for name in ("id", "kind", "received_at"):
             if leaf.get(name) != self.entry.get(name):
@@ -198,7 +209,7 @@ class _Verification:
             raise StepFailed("proof is not an object")
         checkpoint = _checkpoint_text(self.receipt.get("checkpoint"), "checkpoint")
         index, size = proof.get("leaf_index"), proof.get("tree_size")
-        if not isinstance(index, int) or not isinstance(size, int):
+        if not _integer(index) or not _integer(size):
             raise StepFailed("proof.leaf_index and proof.tree_size must be integers")
         if size != checkpoint.tree_size:
             raise StepFailed(
@@ -241,15 +252,12 @@ class _Verification:
             "root": checkpoint.root.hex(),
         }
         for name, value in expected.items():
-            if header.get(name) != value:
+            if not _same(header.get(name), value):
                 raise StepFailed(f"header {name} is not the checkpoint's")
-        if batch.get("number") != checkpoint.batch_number:
+        if not _same(batch.get("number"), checkpoint.batch_number):
             raise StepFailed("batch.number is not the checkpoint's batch number")
         prev_size = header.get("prev_tree_size")
-        if (
-            not isinstance(prev_size, int)
-            or not prev_size <= self.leaf_index < checkpoint.tree_size
-        ):
+        if not _integer(prev_size) or not prev_size <= self.leaf_index < checkpoint.tree_size:
             raise StepFailed(f"leaf {self.leaf_index} is not among this batch's leaves")
         prev_root = _hex_hash(header.get("prev_root"), "header prev_root")
         consistency = _hex_list(header.get("consistency"), "header consistency")

@@ -1,7 +1,7 @@
 // The receipt-verify page: reads a receipt (pasted, picked or ?entry=), the pinned keys, runs the
 // browser verifier and shows each step with its status and reason.
 
-import { VerifierInputError, pinnedKeysFetch, verifyReceipt } from "../receipt.js";
+import { VerifierInputError, pinnedKeysFetch, receiptParse, verifyReceipt } from "../receipt.js";
 
 const form = document.getElementById("verify-form");
 const receiptText = document.getElementById("receipt-text");
@@ -90,7 +90,7 @@ function report(outcome) {
 async function verify() {
   let receipt;
   try {
-    receipt = JSON.parse(receiptText.value);
+    receipt = receiptParse(receiptText.value);
   } catch (error) {
     showError(`The receipt is not JSON: ${error.message}`);
     return;
