@@ -67,7 +67,9 @@ def _context(decision: Decision) -> dict[str, object]:
 
 def _page(request: HttpRequest, context: dict[str, object], status: int = 200) -> HttpResponse:
     response = render(request, "audit/decision_subject.html", context, status=status)
-    response["Referrer-Policy"] = "no-referrer"  # the URL is the secret
+    # The URL is the secret: no other site may see it. "same-origin", not "no-referrer", which
+    # would make the browser send "Origin: null" with the contest form and fail its CSRF check.
+    response["Referrer-Policy"] = "same-origin"
     response["Cache-Control"] = "private, no-store"
     return response
 
