@@ -25,7 +25,7 @@ run: install
 	$(PY) manage.py create_tsa
 	$(PY) manage.py create_master_key
 	mkdir -p var/celery/queue var/celery/processed var/celery/control
-	@echo "Veridict on http://127.0.0.1:$(PORT)/api/docs/ (Ctrl-C stops the server, worker and beat)"
+	@echo "Veridict on http://127.0.0.1:$(PORT)/ (API docs at /api/docs/; Ctrl-C stops the server, worker and beat)"
 	trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/celery -A veridict worker --beat --concurrency 1 --loglevel INFO & \
 	{ until $(PY) -c "import socket; socket.create_connection(('127.0.0.1', $(PORT)), 1)" \
