@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -57,11 +58,17 @@ def verifier_key() -> VerifierKey:
     return VerifierKey.from_public_key(settings.LOG_ORIGIN, signing_key().public_key())
 
 
-def sign(text: str) -> str:
-    """Signs a note with the current log key, after publishing its public half."""
+def signer() -> Callable[[str], str]:
+    """Signs notes with the current log key, its public half published first: taken once, it
+    signs many notes (a bulk request's SETs) with one key load and one publication check."""
     key = signing_key()
     log_key_publish(VerifierKey.from_public_key(settings.LOG_ORIGIN, key.public_key()))
-    return note_sign(text, settings.LOG_ORIGIN, key)
+    return lambda text: note_sign(text, settings.LOG_ORIGIN, key)
+
+
+def sign(text: str) -> str:
+    """Signs a note with the current log key, after publishing its public half."""
+    return signer()(text)
 
 
 # Verifier keys known to be published in committed rows; rows are never deleted.

@@ -5,16 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import JSONField, Model
 from django.utils import timezone
-from veridict_verify import merkle
-from veridict_verify.formats import SignedEntryTimestamp, format_time
-from veridict_verify.note import VerifierKey, note_sign
 
 from audit import vault
 from audit.models import AISystem, Decision, ModelVersion, Subject
@@ -38,7 +33,7 @@ from review.services.intake import (
 )
 from timestamping import keys
 from timestamping.models import Entry
-from timestamping.services.entries import leaf_canonical, seq_lock_share
+from timestamping.services.entries import entry_build, seq_lock_share
 
 BULK_MAX_RECORDS = 10_000
 # Rows per INSERT and values per IN (...): well under every backend's parameter limit.
@@ -295,50 +290,6 @@ def _subjects(system: AISystem, lookups: set[bytes]) -> _Subjects:
     return subjects
 
 
-class _Signer:
-    """The log key, loaded and published once per request rather than once per SET."""
-
-    def __init__(self) -> None:
-        self.key = keys.signing_key()
-        keys.log_key_publish(
-            VerifierKey.from_public_key(settings.LOG_ORIGIN, self.key.public_key())
-        )
-
-    def sign(self, text: str) -> str:
-        return note_sign(text, settings.LOG_ORIGIN, self.key)
-
-
-def _entry_build(
-    *,
-    entry_id: uuid.UUID,
-    kind: str,
-    envelope: Any,
-    received_at: datetime,
-    received_text: str,
-    signer: _Signer,
-) -> Entry:
-    """An entry with its SET, built as entry_append builds one, for a bulk INSERT: one round
-    trip for thousands of entries instead of several per entry."""
-    canonical = leaf_canonical(
-        entry_id=entry_id, kind=kind, received_at=received_text, envelope=envelope
-    )
-    leaf_hash = merkle.leaf_hash(canonical)
-    promise = SignedEntryTimestamp(
-        origin=settings.LOG_ORIGIN,
-        leaf_hash=leaf_hash,
-        received_at=received_text,
-        mmd_seconds=settings.MMD_SECONDS,
-    )
-    return Entry(
-        uuid=entry_id,
-        kind=kind,
-        received_at=received_at,
-        canonical=canonical,
-        leaf_hash=leaf_hash,
-        set_note=signer.sign(promise.body()),
-    )
-
-
 def _policy_apply(
     system: AISystem, plan: _Plan, versions: dict[tuple[str, str], ModelVersion]
 ) -> None:
@@ -401,16 +352,14 @@ def _rows_build(system: AISystem, plan: _Plan) -> _Subjects:
     # within the maximum merge delay from it, so only the leaves, their signatures and the
     # INSERTs come between it and the commit.
     received_at = timezone.now()
-    received_text = format_time(received_at)
-    signer = _Signer()
+    sign = keys.signer()
     for new, (entry_id, envelope) in zip(plan.new, envelopes, strict=True):
-        new.entry = _entry_build(
-            entry_id=entry_id,
+        new.entry = entry_build(
             kind="decision",
             envelope=envelope,
+            entry_id=entry_id,
             received_at=received_at,
-            received_text=received_text,
-            signer=signer,
+            sign=sign,
         )
         new.decision.received_at = received_at  # type: ignore[union-attr]
     return subjects
