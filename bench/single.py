@@ -66,23 +66,13 @@ BARE = "/bare"
 
 
 def decision_body(identifier: str) -> dict[str, Any]:
-    """A loan decision like the schema's example, about a new applicant each time."""
+    """The schema's example decision, about a new applicant each time."""
+    from audit.api import DECISION_EXAMPLE  # after django.setup(), which bench/__main__ runs
+
     return {
+        **DECISION_EXAMPLE,
         "client_decision_id": f"loan-{identifier}",
-        "model": {"name": "loan-scorer", "version": "4.2.0"},
-        "occurred_at": "2026-11-26T10:15:00Z",
-        "inputs": {"income": 42000, "amount": 15000, "term_months": 48},
-        "output": {"label": "deny", "score": 0.31},
-        "confidence": 0.82,
-        "threshold": 0.5,
-        "explanation": {
-            "main_factors": ["debt-to-income ratio", "short credit history"],
-            "ai_role": "recommendation reviewed by a loan officer",
-        },
-        "solely_automated": False,
-        "owner": "loan-officer-17",
         "subject_ref": f"applicant-{identifier}",
-        "protected_attributes": {"sex": "female", "age_band": "30-39"},
     }
 
 
