@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml verifier/pyproject.toml client/pyproject.toml
 
 install: $(VENV)/.installed
 
+# A development instance: DEBUG on, the public development secret key (production is the default).
+run: export DJANGO_DEBUG = true
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py createcachetable

@@ -22,6 +22,7 @@ BENCHMARKS = (
     "lookup",
     "browser_verify",
     "bias_report",
+    "sqlite_durability",
 )
 
 

@@ -1,7 +1,8 @@
 """Veridict settings, read from the environment (django-environ).
 
-With nothing set, Veridict runs locally on SQLite with a server-free Celery transport. Production
-sets at least DJANGO_SECRET_KEY, DJANGO_DEBUG=false, DJANGO_ALLOWED_HOSTS, DATABASE_URL, REDIS_URL
+With DJANGO_DEBUG=true (as `make run` sets) and nothing else, Veridict runs locally on SQLite with a
+server-free Celery transport. Without it the settings are production's and the process refuses to
+start without DJANGO_SECRET_KEY; production also sets DJANGO_ALLOWED_HOSTS, DATABASE_URL, REDIS_URL
 and the key file paths; the README lists them.
 """
 
@@ -17,12 +18,19 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
-# The fallback key exists so that `make run` works with nothing set; production must set its own,
-# and `check --deploy` refuses this one.
-SECRET_KEY = env(
-    "DJANGO_SECRET_KEY", default="django-insecure-local-development-only-never-in-production"
-)
+# Production is the default: a process that forgets DJANGO_DEBUG must not serve tracebacks, drop
+# the secure cookies or sign sessions with a public key. `make run` and the tests set it to true.
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: production needs a secret key of its own "
+            "(set DJANGO_DEBUG=true for a local development instance)"
+        )
+    # Only a development instance (DEBUG on, bound to the loopback by `make run`) signs with a
+    # key everybody knows; `check --deploy` refuses it.
+    SECRET_KEY = "django-insecure-local-development-only-never-in-production"  # noqa: S105
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -109,7 +117,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        # FULL: a 201 and its SET promise that the entry exists. With NORMAL, WAL mode survives a
+        # crashed process but a power cut can undo the last commits (bench sqlite_durability
+        # measures what FULL costs).
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
     }
     # Tests start sealers and workers in other processes, so the test database must be a file;
     # one per test run, so that two runs side by side do not share it.
