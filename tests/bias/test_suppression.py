@@ -17,7 +17,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit.models import AISystem, ModelVersion
+from audit.models import AISystem
 from audit.services.decisions import model_version_register
 from bias.models import NO_SCORE, UNKNOWN, AttributeSet, OutcomeCount
 from bias.selectors import min_cell
@@ -95,7 +95,8 @@ def table_store(system: AISystem, table: dict[tuple[int, str, datetime.date], Ro
     merged: dict[tuple[Any, ...], int] = {}
     for (set_index, version, month), rows in table.items():
         for offset, label, actual, bucket, count in rows:
-            key = (set_index, version, month + datetime.timedelta(days=offset), label, actual, bucket)
+            day = month + datetime.timedelta(days=offset)
+            key = (set_index, version, day, label, actual, bucket)
             merged[key] = merged.get(key, 0) + count
     sets: dict[int, AttributeSet] = {}
     counts = []
