@@ -62,7 +62,7 @@ def min_cell() -> int:
 
 
 # A public cell: one attribute set, one model version, one calendar month (docs/bias.md).
-Cell = tuple[int, int, datetime.date]
+PublicCell = tuple[int, int, datetime.date]
 PUBLIC_WINDOWS = (
     "public reports cover whole calendar months: `from` the first day of a month, `to` the "
     "last day of a month (e.g. from=2026-03-01&to=2026-04-30), either or both left out"
@@ -95,7 +95,7 @@ def _window_check(
         raise ReportError("to", PUBLIC_WINDOWS)
 
 
-def public_cells(*, system: AISystem) -> set[Cell]:
+def public_cells(*, system: AISystem) -> set[PublicCell]:
     """The system's public cells: (attribute set, model version, month) with at least
     min_cell() decisions. Every public figure is a sum over these cells only; the others are
     dropped whole, so no choice of window, model version, attributes or reference can be
@@ -112,7 +112,7 @@ def public_cells(*, system: AISystem) -> set[Cell]:
 
 
 def _summed(
-    counts: QuerySet[OutcomeCount], fields: Sequence[str], kept: set[Cell] | None
+    counts: QuerySet[OutcomeCount], fields: Sequence[str], kept: set[PublicCell] | None
 ) -> list[tuple[Any, ...]]:
     """(*fields, total count) rows of the counts; with `kept` (a public reader), summed over
     the kept cells only."""
