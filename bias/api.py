@@ -45,7 +45,10 @@ class ReportQuerySerializer(serializers.Serializer):
         required=False, help_text="name:version, or the version alone if only one name has it."
     )
     # `from` is a Python keyword: declared below under its URL name.
-    to = serializers.DateField(required=False, help_text="Last day, inclusive (UTC).")
+    to = serializers.DateField(
+        required=False,
+        help_text="Last day, inclusive (UTC); for a public reader the last day of a month.",
+    )
     outcome = serializers.ChoiceField(
         choices=["ai", "final"], default="ai", help_text="The AI's outcome or the final one."
     )
@@ -56,7 +59,8 @@ class ReportQuerySerializer(serializers.Serializer):
 
 
 ReportQuerySerializer._declared_fields["from"] = serializers.DateField(
-    required=False, help_text="First day, inclusive (UTC)."
+    required=False,
+    help_text="First day, inclusive (UTC); for a public reader the first day of a month.",
 )
 
 
@@ -73,8 +77,8 @@ def _model_version(system: AISystem, text: str) -> ModelVersion:
 
 
 def _cell_text(value: Any) -> Any:
-    """Attribute values come from AI systems: one that a spreadsheet would run as a formula is
-    quoted (OWASP's CSV injection advice)."""
+    """Attribute names and values come from AI systems: one that a spreadsheet would run as a
+    formula is quoted (OWASP's CSV injection advice)."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
@@ -84,7 +88,8 @@ def report_csv(report: dict[str, Any]) -> str:
     """One line per group and marginal group: counts, rates with intervals, ratios, p-values."""
     out = io.StringIO()
     writer = csv.writer(out)
-    header = ["level", "group", *report["attributes"], "unknown", "suppressed", "count", "share"]
+    names = [_cell_text(name) for name in report["attributes"]]  # sent by AI systems too
+    header = ["level", "group", *names, "unknown", "suppressed", "count", "share"]
     header += ["selected", "labelled", "tp", "fp", "fn", "tn", "scored", "scored_above_median"]
     for rate in metrics.RATES:
         header += [rate, f"{rate}_low", f"{rate}_high", f"{rate}_ratio_to_reference"]
@@ -122,7 +127,8 @@ class BiasReportView(APIView):
             "group with p-values (Fisher's exact test, or chi-square for large counts); NYC LL144 "
             "impact ratios and the four-fifths flag; demographic parity, equalized odds and "
             "equal opportunity as Fairlearn defines them. A public system's report is readable "
-            "by anyone with groups under the minimum cell size suppressed; a private system's "
+            "by anyone over whole calendar months, counting only the cells (attribute values × "
+            "model version × month) of at least the minimum cell size; a private system's "
             "only by its own API key or staff with the bias.view_outcomecount permission. "
             "See docs/bias.md."
         ),

@@ -387,15 +387,19 @@ def api_query(system: AISystem, arguments: dict[str, Any], *, file_format: str =
     return urlencode(query)
 
 
-def filters_data(query: QueryDict, names: Sequence[str], *, ll144: bool = False) -> QueryDict:
+def filters_data(
+    query: QueryDict, names: Sequence[str], *, ll144: bool = False, public: bool = False
+) -> QueryDict:
     """The query with `attributes=sex,race` (the API's way) split as if ticked one by one, and
-    the defaults filled in, so that the form shows what the report is of."""
+    the defaults filled in, so that the form shows what the report is of. Public trends are by
+    month (the public cells' period), so that is their default."""
     data = query.copy()
     chosen = [name.strip() for value in query.getlist("attributes") for name in value.split(",")]
     data.setlist("attributes", chosen or default_attributes(names, ll144=ll144))
     # Ratios against the most selected group by default, as the four-fifths rule and LL144 put
     # them ("women are selected at 0.71 times the rate of men"), rather than the API's largest.
-    for name, default in (("outcome", "ai"), ("period", "week"), ("reference", "most_favoured")):
+    period = "month" if public else "week"
+    for name, default in (("outcome", "ai"), ("period", period), ("reference", "most_favoured")):
         if not data.get(name):
             data[name] = default
     return data

@@ -61,6 +61,80 @@ def min_cell() -> int:
     return int(getattr(settings, "BIAS_MIN_CELL", 10))
 
 
+# A public cell: one attribute set, one model version, one calendar month (docs/bias.md).
+PublicCell = tuple[int, int, datetime.date]
+PUBLIC_WINDOWS = (
+    "public reports cover whole calendar months: `from` the first day of a month, `to` the "
+    "last day of a month (e.g. from=2026-03-01&to=2026-04-30), either or both left out"
+)
+
+
+def _month(value: datetime.date | datetime.datetime) -> datetime.date:
+    """TruncMonth's answer as a date (SQLite may give a datetime)."""
+    return value.date() if isinstance(value, datetime.datetime) else value
+
+
+def _month_end(month: datetime.date) -> datetime.date:
+    following = (month.replace(day=1) + datetime.timedelta(days=32)).replace(day=1)
+    return following - datetime.timedelta(days=1)
+
+
+def _window_check(
+    date_from: datetime.date | None, date_to: datetime.date | None, *, public: bool
+) -> None:
+    """Dates the wrong way round are refused for everyone; for a public reader, a window that
+    cuts a month too: a figure over part of a month could be subtracted from one over the whole
+    month, and the public cells are whole months."""
+    if date_from and date_to and date_from > date_to:
+        raise ReportError("from", "the window starts after it ends")
+    if not public:
+        return
+    if date_from is not None and date_from.day != 1:
+        raise ReportError("from", PUBLIC_WINDOWS)
+    if date_to is not None and (date_to + datetime.timedelta(days=1)).day != 1:
+        raise ReportError("to", PUBLIC_WINDOWS)
+
+
+def public_cells(*, system: AISystem) -> set[PublicCell]:
+    """The system's public cells: (attribute set, model version, month) with at least
+    min_cell() decisions. Every public figure is a sum over these cells only; the others are
+    dropped whole, so no choice of window, model version, attributes or reference can be
+    subtracted from another to learn anything about them."""
+    rows = (
+        OutcomeCount.objects.filter(system=system)
+        .annotate(month=TruncMonth("day"))
+        .values_list("attribute_set_id", "model_version_id", "month")
+        .annotate(total=Sum("count"))
+        .filter(total__gte=min_cell())
+        .order_by()
+    )
+    return {(set_id, version_id, _month(month)) for set_id, version_id, month, _ in rows}
+
+
+def _summed(
+    counts: QuerySet[OutcomeCount], fields: Sequence[str], kept: set[PublicCell] | None
+) -> list[tuple[Any, ...]]:
+    """(*fields, total count) rows of the counts; with `kept` (a public reader), summed over
+    the kept cells only."""
+    if kept is None:
+        return list(counts.values_list(*fields).annotate(total=Sum("count")).order_by())
+    cell_fields = ("attribute_set_id", "model_version_id", "month")
+    extra = [name for name in fields if name not in cell_fields]
+    rows = (
+        counts.annotate(month=TruncMonth("day"))
+        .values_list(*cell_fields, *extra)
+        .annotate(total=Sum("count"))
+        .order_by()
+    )
+    summed: dict[tuple[Any, ...], int] = defaultdict(int)
+    for *values, total in rows:
+        named = dict(zip((*cell_fields, *extra), values, strict=True))
+        named["month"] = _month(named["month"])
+        if (named["attribute_set_id"], named["model_version_id"], named["month"]) in kept:
+            summed[tuple(named[name] for name in fields)] += total
+    return [(*values, total) for values, total in summed.items()]
+
+
 VIEW_PERMISSION = "bias.view_outcomecount"
 
 
@@ -75,10 +149,15 @@ def bias_access(*, user: Any, system: AISystem, api_key: Any = None) -> str | No
     return "public" if system.is_public else None
 
 
-def bias_attributes(*, system: AISystem) -> list[str]:
-    """The names of the protected attributes the system's decisions report, sorted."""
+def bias_attributes(*, system: AISystem, public: bool = False) -> list[str]:
+    """The names of the protected attributes the system's decisions report, sorted; for a
+    public reader, those of the attribute sets of kept public cells only (a name sent only with
+    a dropped cell would tell that it exists)."""
+    sets = AttributeSet.objects.filter(system=system)
+    if public:
+        sets = sets.filter(id__in={set_id for set_id, _, _ in public_cells(system=system)})
     names: set[str] = set()
-    for stored in AttributeSet.objects.filter(system=system).values_list("attributes", flat=True):
+    for stored in sets.values_list("attributes", flat=True):
         names.update(stored)
     return sorted(names)
 
@@ -126,13 +205,15 @@ class _Groups:
         return {key for key, values in self.values.items() if UNKNOWN in values.values()}
 
 
-def _attributes_check(system: AISystem, attributes: Sequence[str]) -> list[str]:
+def _attributes_check(
+    system: AISystem, attributes: Sequence[str], *, public: bool = False
+) -> list[str]:
     names = [name.strip() for name in attributes if name.strip()]
     if not names:
         raise ReportError("attributes", "name at least one protected attribute")
     if len(set(names)) != len(names):
         raise ReportError("attributes", "an attribute is named twice")
-    reported = set(bias_attributes(system=system))
+    reported = set(bias_attributes(system=system, public=public))
     missing = [name for name in names if name not in reported]
     if reported and missing:
         raise ReportError(
@@ -180,27 +261,6 @@ def _cells_build(
     return cells
 
 
-def _small_sets_hide(
-    rows: list[tuple[int, str, str, int]], groups: _Groups, *, public: bool
-) -> tuple[list[tuple[int, str, str, int]], set[int], set[str]]:
-    """For a public report: (the rows of the attribute sets with at least min_cell() decisions,
-    the ids of the others, the keys of the groups made of those others only).
-
-    Suppression acts on attribute sets, the finest groups a reader can ask for: a suppressed
-    set takes part in no figure (count, total, marginal, median, share), so no report over any
-    choice of attributes can be subtracted from another to recover it. A group of hidden sets
-    only is listed as suppressed (its placeholder has no decisions)."""
-    if not public:
-        return rows, set(), set()
-    sizes: dict[int, int] = defaultdict(int)
-    for set_id, *_, count in rows:
-        sizes[set_id] += count
-    hidden = {set_id for set_id, size in sizes.items() if size < min_cell()}
-    kept = [row for row in rows if row[0] not in hidden]
-    shown_keys = {groups.key_of[row[0]] for row in kept}
-    return kept, hidden, {groups.key_of[set_id] for set_id in hidden} - shown_keys
-
-
 def _evaluate(
     cells: Mapping[str, metrics.Cell],
     groups: _Groups,
@@ -239,34 +299,33 @@ def bias_report_build(
 ) -> dict[str, Any]:
     """The bias report of one system over the decisions of the window, per group of the named
     attributes (their intersection), with marginals per attribute; see docs/bias.md for its
-    shape. `public` suppresses small groups and leaves them out of every total and marginal.
-    `tested`: the rates given p-values (every one by default, as the API and audits publish)."""
+    shape. `public` counts only the kept public cells (public_cells) and refuses windows that
+    are not whole months. `tested`: the rates given p-values (every one by default, as the API
+    and audits publish)."""
     if outcome not in OUTCOMES:
         raise ReportError("outcome", f"choose one of {', '.join(OUTCOMES)}")
-    if date_from and date_to and date_from > date_to:
-        raise ReportError("from", "the window starts after it ends")
-    attributes = _attributes_check(system, attributes)
+    _window_check(date_from, date_to, public=public)
+    kept = public_cells(system=system) if public else None
+    attributes = _attributes_check(system, attributes, public=public)
     mode, named = _reference_parse(reference, attributes)
     favourable, favourable_actual = favourable_labels(system)
     counts = _counts(system, model_version, date_from, date_to)
     label = "predicted" if outcome == "ai" else "final"
-    rows = list(
-        counts.values_list("attribute_set_id", label, "actual")
-        .annotate(total=Sum("count"))
-        .order_by()
-    )
-    buckets = list(
-        counts.filter(score_bucket__gte=0)
-        .values_list("attribute_set_id", "score_bucket")
-        .annotate(total=Sum("count"))
-        .order_by()
+    rows = _summed(counts, ("attribute_set_id", label, "actual"), kept)
+    buckets = _summed(
+        counts.filter(score_bucket__gte=0), ("attribute_set_id", "score_bucket"), kept
     )
     groups = _Groups(system, attributes, {row[0] for row in rows})
-    rows, hidden, hidden_keys = _small_sets_hide(rows, groups, public=public)
-    span = counts.exclude(attribute_set_id__in=hidden).aggregate(first=Min("day"), last=Max("day"))
+    if kept is None:
+        span = counts.aggregate(first=Min("day"), last=Max("day"))
+        first_day, last_day = span["first"], span["last"]
+    else:
+        # Whole months: the days of a kept cell are not public figures either.
+        months = sorted(month for month, _ in _summed(counts, ("month",), kept))
+        first_day = months[0] if months else None
+        last_day = _month_end(months[-1]) if months else None
     raw = _cells_build(rows, groups, favourable, favourable_actual)
     histogram: dict[int, int] = defaultdict(int)
-    buckets = [bucket for bucket in buckets if bucket[0] not in hidden]
     for _, bucket, total in buckets:
         histogram[bucket] += total
     median = metrics.median_bucket(histogram)
@@ -280,14 +339,12 @@ def bias_report_build(
         for key, values in raw.items()
         if values[0]
     }
-    cells.update({key: metrics.Cell() for key in hidden_keys - set(cells)})
+    # A group of dropped cells only is not listed: it answers as a group with no data at all.
     if named is not None and named not in cells:
         raise ReportError("reference", f"no group {named!r} in this window")
     evaluated = _evaluate(
         cells, groups, groups.values, mode=mode, named=named, public=public, tested=tested
     )
-    if public and named is not None and evaluated["reference"] is None:
-        raise ReportError("reference", f"group {named!r} is too small to show")
     marginals: dict[str, Any] = {}
     if len(attributes) > 1:
         for position, name in enumerate(attributes):
@@ -322,8 +379,8 @@ def bias_report_build(
         "model_version": f"{model_version.name} {model_version.version}" if model_version else None,
         "date_from": date_from.isoformat() if date_from else None,
         "date_to": date_to.isoformat() if date_to else None,
-        "first_day": span["first"].isoformat() if span["first"] else None,
-        "last_day": span["last"].isoformat() if span["last"] else None,
+        "first_day": first_day.isoformat() if first_day else None,
+        "last_day": last_day.isoformat() if last_day else None,
         "public": public,
         "min_cell": min_cell() if public else None,
         "favourable_labels": sorted(favourable),
@@ -352,22 +409,25 @@ def bias_trends(
     public: bool = False,
 ) -> list[dict[str, Any]]:
     """Per model version and week or month: each group's count, selection rate and impact ratio,
-    and the summary figures, oldest first."""
+    and the summary figures, oldest first. A public reader's trends are by month, over the kept
+    public cells only (a week cuts the cells)."""
     if period not in ("week", "month"):
         raise ReportError("period", "choose week or month")
+    if public and period != "month":
+        raise ReportError("period", "public trends are by month, the public cells' period")
     if outcome not in OUTCOMES:
         raise ReportError("outcome", f"choose one of {', '.join(OUTCOMES)}")
-    attributes = _attributes_check(system, attributes)
+    _window_check(date_from, date_to, public=public)
+    kept = public_cells(system=system) if public else None
+    attributes = _attributes_check(system, attributes, public=public)
     mode, named = _reference_parse(reference, attributes)
     favourable, favourable_actual = favourable_labels(system)
     label = "predicted" if outcome == "ai" else "final"
     truncate = TruncWeek("day") if period == "week" else TruncMonth("day")
-    rows = list(
-        _counts(system, None, date_from, date_to)
-        .annotate(period=truncate)
-        .values_list("model_version_id", "period", "attribute_set_id", label, "actual")
-        .annotate(total=Sum("count"))
-        .order_by()
+    rows = _summed(
+        _counts(system, None, date_from, date_to).annotate(period=truncate),
+        ("model_version_id", "period", "attribute_set_id", label, "actual"),
+        kept,
     )
     groups = _Groups(system, attributes, {row[2] for row in rows})
     versions = {
@@ -383,10 +443,8 @@ def bias_trends(
     for (version_id, start), point_rows in sorted(
         by_point.items(), key=lambda item: (item[0][1], versions[item[0][0]])
     ):
-        point_rows, _, hidden_keys = _small_sets_hide(point_rows, groups, public=public)
         raw = _cells_build(point_rows, groups, favourable, favourable_actual)
         cells = {key: metrics.Cell(*values) for key, values in raw.items() if values[0]}  # type: ignore[misc]
-        cells.update({key: metrics.Cell() for key in hidden_keys - set(cells)})
         point_named = named if named in cells else None
         evaluated = _evaluate(
             cells,

