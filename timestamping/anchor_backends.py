@@ -21,9 +21,9 @@ import requests
 from cryptography import x509
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from rfc3161_client import HashAlgorithm, TimestampRequestBuilder, decode_timestamp_response
+from rfc3161_client import HashAlgorithm, TimestampRequestBuilder
 from veridict_verify.formats import format_time
-from veridict_verify.timestamp import TimestampError, timestamp_verify
+from veridict_verify.timestamp import TimestampError, timestamp_decode, timestamp_verify
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -169,8 +169,8 @@ class RFC3161Backend(AnchorBackend):
                 f"{self.url} answered a time-stamp that does not check: {exc}"
             ) from exc
         try:
-            nonce = decode_timestamp_response(reply).tst_info.nonce
-        except ValueError:
+            nonce = timestamp_decode(reply).tst_info.nonce
+        except TimestampError:
             nonce = None
         if nonce != request.nonce:
             # A replayed or misrouted answer: signed, but not for this request.
