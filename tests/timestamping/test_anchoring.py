@@ -26,11 +26,11 @@ from timestamping.ledger_check import ledger_verify
 from timestamping.models import Anchor, AnchorJob, Batch, Entry
 from timestamping.services import entry_append
 from timestamping.services.anchoring import (
-    checkpoint_body,
     anchor_job_run,
     anchor_jobs_due,
     anchors_sweep,
     batch_anchor_missing,
+    checkpoint_body,
 )
 from timestamping.tasks import anchors_due_task, batch_seal_task
 
