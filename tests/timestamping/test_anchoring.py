@@ -23,7 +23,7 @@ from veridict_verify.receipt import receipt_verify
 
 from timestamping import anchor_backends, keys, selectors, tsa
 from timestamping.ledger_check import ledger_verify
-from timestamping.models import Anchor, AnchorJob, Batch, Entry
+from timestamping.models import Anchor, AnchorJob, AnchorReorg, Batch, Entry
 from timestamping.services import entry_append
 from timestamping.services.anchoring import (
     anchor_job_run,
@@ -509,6 +509,24 @@ def test_anchor_rows_stay_append_only_while_their_jobs_change(remote, seal):
     AnchorJob.objects.filter(pk=job.pk).update(last_error="edited")
     job.refresh_from_db()
     assert job.last_error == "edited"
+
+
+@pytest.mark.postgres
+def test_a_reorganisation_mark_is_append_only_and_a_batch_has_one_first_anchor(remote, seal):
+    append(1)
+    seal()
+    anchor_now(T0)
+    anchor = Anchor.objects.get(backend="remote")
+    mark = AnchorReorg.objects.create(anchor=anchor, detected_at=T0, reason="test")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AnchorReorg.objects.filter(pk=mark.pk).update(reason="forged")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AnchorReorg.objects.filter(pk=mark.pk).delete()
+    with pytest.raises(IntegrityError), transaction.atomic():  # a second first anchor
+        Anchor.objects.create(batch=anchor.batch, backend="remote", anchored_at=T0)
+    Anchor.objects.create(batch=anchor.batch, backend="remote", anchored_at=T0, replaces=anchor)
+    with pytest.raises(IntegrityError), transaction.atomic():  # replaced only once
+        Anchor.objects.create(batch=anchor.batch, backend="remote", anchored_at=T0, replaces=anchor)
 
 
 @pytest.mark.parametrize(
