@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.db import connection
 from django.test import override_settings
 
@@ -135,3 +141,71 @@ def seal(django_capture_on_commit_callbacks):
             return batch_seal(**kwargs)
 
     return run
+
+
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, issuer_key, *, ca: bool
+) -> x509.Certificate:
+    now = datetime.now(UTC)
+    usage = dict.fromkeys(
+        (
+            "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+            "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+        ),
+        False,
+    )  # fmt: skip
+    usage.update(key_cert_sign=ca, crl_sign=ca, digital_signature=not ca)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(**usage), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def tsa_chain_make(directory: Path) -> SimpleNamespace:
+    """A commercial TSA's PKI in files: root CA → intermediate CA → TSA certificate, its key,
+    and `chain.pem` (intermediate and root) for OpenSSL's `certs =` to embed in each answer."""
+    directory.mkdir(parents=True, exist_ok=True)
+    root_key, intermediate_key, tsa_key = (ec.generate_private_key(ec.SECP256R1()) for _ in "abc")
+    root = _certificate("Chain Root CA", root_key, "Chain Root CA", root_key, ca=True)
+    intermediate = _certificate(
+        "Chain Intermediate CA", intermediate_key, "Chain Root CA", root_key, ca=True
+    )
+    leaf = _certificate("Chain TSA", tsa_key, "Chain Intermediate CA", intermediate_key, ca=False)
+    files = SimpleNamespace(
+        root=directory / "root.pem",
+        intermediate=directory / "intermediate.pem",
+        cert=directory / "tsa-cert.pem",
+        key=directory / "tsa-key.pem",
+        chain=directory / "chain.pem",
+    )
+    pem = serialization.Encoding.PEM
+    files.root.write_bytes(root.public_bytes(pem))
+    files.intermediate.write_bytes(intermediate.public_bytes(pem))
+    files.cert.write_bytes(leaf.public_bytes(pem))
+    files.chain.write_bytes(intermediate.public_bytes(pem) + root.public_bytes(pem))
+    files.key.write_bytes(
+        tsa_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return files
+
+
+@pytest.fixture
+def tsa_chain(tmp_path: Path) -> SimpleNamespace:
+    return tsa_chain_make(tmp_path / "chain-pki")

@@ -21,9 +21,9 @@ import requests
 from cryptography import x509
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from rfc3161_client import HashAlgorithm, TimestampRequestBuilder, decode_timestamp_response
+from rfc3161_client import HashAlgorithm, TimestampRequestBuilder
 from veridict_verify.formats import format_time
-from veridict_verify.timestamp import TimestampError, timestamp_verify
+from veridict_verify.timestamp import TimestampError, timestamp_decode, timestamp_verify
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -48,6 +48,11 @@ class AnchorFailed(Exception):
     def __init__(self, reason: str, *, detail: dict[str, Any] | None = None) -> None:
         super().__init__(reason)
         self.detail = detail or {}
+
+
+class AnchorReorganised(AnchorFailed):
+    """The stored anchor's block is no longer the chain's block at its height: the evidence is
+    gone, and the checkpoint must be anchored again."""
 
 
 @dataclass(frozen=True)
@@ -169,8 +174,8 @@ class RFC3161Backend(AnchorBackend):
                 f"{self.url} answered a time-stamp that does not check: {exc}"
             ) from exc
         try:
-            nonce = decode_timestamp_response(reply).tst_info.nonce
-        except ValueError:
+            nonce = timestamp_decode(reply).tst_info.nonce
+        except TimestampError:
             nonce = None
         if nonce != request.nonce:
             # A replayed or misrouted answer: signed, but not for this request.
@@ -511,8 +516,8 @@ class EthereumBackend(AnchorBackend):
 
     def confirm(self, *, detail: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         """Counts the confirmations of the mined transaction; final once they reach the
-        configured number, and never while the transaction is not in the block the stored
-        anchor names (a reorganisation moved or dropped it)."""
+        configured number. AnchorReorganised when the block the stored anchor names is no
+        longer the chain's block at that height (a reorganisation dropped it)."""
         try:
             return self._confirm(detail)
         except AnchorFailed:
@@ -521,6 +526,8 @@ class EthereumBackend(AnchorBackend):
             raise AnchorFailed(self._reason(exc)) from None
 
     def _confirm(self, detail: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        from web3.exceptions import BlockNotFound
+
         w3 = self._web3()
         self._chain_check(w3)
         stored_block = detail.get("block_hash")
@@ -528,13 +535,29 @@ class EthereumBackend(AnchorBackend):
         latest = int(w3.eth.block_number)
         detail = {**detail, "confirmations_required": self.confirmations}
         if receipt is None or _hex(receipt["blockHash"]) != stored_block:
-            # The anchor row records the block the transaction was first mined in; it is
-            # evidence only while that block is in the chain. Left anchored, never final; the
-            # reason shows in the job's last_error.
+            # The anchor row records the block the transaction was mined in; it is evidence
+            # only while that block is the chain's block at its height.
             where = f"in block {_hex(receipt['blockHash'])}" if receipt else "not in any block"
+            try:
+                canonical = _hex(w3.eth.get_block(int(detail["block_number"]))["hash"])
+            except BlockNotFound:
+                canonical = "none (the chain is shorter now)"
+            text = (
+                f"transaction {detail['tx_hash']} is no longer in block {stored_block} that "
+                f"the anchor records, it is {where}"
+            )
+            if canonical != stored_block:
+                raise AnchorReorganised(
+                    f"a chain reorganisation: {text}; the chain's block "
+                    f"{detail['block_number']} is {canonical}",
+                    detail={**detail, "confirmations": 0},
+                )
+            # The block is still the chain's, yet the node does not place the transaction in
+            # it: a node out of step (still indexing, or one of several behind a balancer).
+            # Nothing is decided on that; the next sweep asks again.
             raise AnchorFailed(
-                f"a chain reorganisation: transaction {detail['tx_hash']} is no longer in block "
-                f"{stored_block} that the anchor records, it is {where}",
+                f"{self.node} answers inconsistently: {text}, though block {stored_block} is "
+                "still in the chain",
                 detail={**detail, "confirmations": 0},
             )
         detail["confirmations"] = latest - int(receipt["blockNumber"]) + 1

@@ -180,7 +180,7 @@ class BatchView(APIView):
                     "anchored_at": anchor.anchored_at,
                     "evidence": anchor_receipt_fields(anchor),
                 }
-                for anchor in batch.anchors.order_by("type", "backend")
+                for anchor in batch.anchors.filter(reorg__isnull=True).order_by("type", "backend")
             ],
             "anchor_jobs": selectors.anchor_jobs_of_batch(batch=batch),
         }

@@ -249,7 +249,7 @@ def _anchor_metrics(latest: Batch | None, now: datetime) -> list[Metric]:
     for backend in sources:
         # Batch ids grow with batch numbers, and (backend, batch) is indexed by its constraint.
         newest = (
-            Anchor.objects.filter(backend=backend)
+            Anchor.objects.filter(backend=backend, reorg__isnull=True)
             .order_by("-batch_id")
             .values_list("batch__number", "batch__sealed_at")
             .first()

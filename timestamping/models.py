@@ -124,14 +124,37 @@ class Anchor(models.Model):
     block_hash = models.CharField(max_length=66, blank=True)
     block_time = models.DateTimeField(null=True, blank=True)
     anchored_at = models.DateTimeField()
+    # Set on an anchor made again because a chain reorganisation dropped the one it names
+    # (see AnchorReorg): each anchor is replaced at most once, so a batch has one live anchor
+    # per backend and its dropped ones stay as they were written.
+    replaces = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
+    )
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["backend", "batch"], name="anchor_once_per_backend")
+            models.UniqueConstraint(
+                fields=["backend", "batch"],
+                condition=models.Q(replaces__isnull=True),
+                name="anchor_first_once_per_backend",
+            )
         ]
 
     def __str__(self) -> str:
         return f"{self.type} anchor of batch {self.batch.number} by {self.backend}"
+
+
+class AnchorReorg(models.Model):
+    """A chain anchor that a reorganisation dropped: its block is no longer the chain's block at
+    that height. Written once when the sweeper sees it (append-only, like the anchor it marks);
+    receipts leave the anchor out from then on, and the checkpoint is anchored again."""
+
+    anchor = models.OneToOneField(Anchor, on_delete=models.PROTECT, related_name="reorg")
+    detected_at = models.DateTimeField()
+    reason = models.TextField()
+
+    def __str__(self) -> str:
+        return f"reorganisation of {self.anchor}"
 
 
 class AnchorJob(models.Model):

@@ -130,7 +130,8 @@ def anchor_sources() -> list[str]:
 
 def _anchor_first(batch: Batch, backend: str) -> Anchor | None:
     return (
-        Anchor.objects.filter(backend=backend, batch__number__gte=batch.number)
+        # Live anchors only: one a chain reorganisation dropped is no evidence (AnchorReorg).
+        Anchor.objects.filter(backend=backend, batch__number__gte=batch.number, reorg__isnull=True)
         .select_related("batch")
         .order_by("batch__number")
         .first()

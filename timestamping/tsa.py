@@ -340,8 +340,7 @@ def _token(request: tsp.TimeStampReq, signer: _Signer, gen_time: datetime) -> cm
                 "content_type": "tst_info",
                 "content": core.ParsableOctetString(tst_info_der),
             },
-            # Only the TSA certificate, never the CA: rfc3161-client refuses several certificates
-            # and the CA is pinned by verifiers anyway.
+            # Only the TSA certificate, never the CA: verifiers pin the CA anyway.
             "certificates": (
                 [cms.CertificateChoices(name="certificate", value=certificate)]
                 if request["cert_req"].native

@@ -8,6 +8,7 @@ and the key file paths; the README lists them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -328,6 +329,13 @@ WEBHOOK_RETRY_BASE_SECONDS = env.float("VERIDICT_WEBHOOK_RETRY_BASE", default=10
 WEBHOOK_RETRY_MAX_SECONDS = env.float("VERIDICT_WEBHOOK_RETRY_MAX", default=3600.0)
 WEBHOOK_MAX_ATTEMPTS = env.int("VERIDICT_WEBHOOK_MAX_ATTEMPTS", default=12)
 WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("VERIDICT_WEBHOOK_SWEEP_INTERVAL", default=15.0)
+# Webhooks go to public https addresses only (veridict/outbound.py). Hosts that may be reached
+# over plain http, and networks (CIDR) of receivers on premises that may be private addresses.
+WEBHOOK_ALLOW_HTTP_HOSTS = env.list("VERIDICT_WEBHOOK_ALLOW_HTTP_HOSTS", default=[])
+WEBHOOK_ALLOW_NETWORKS = [
+    str(ipaddress.ip_network(network, strict=False))  # a typo stops the start, not a delivery
+    for network in env.list("VERIDICT_WEBHOOK_ALLOW_NETWORKS", default=[])
+]
 CELERY_BEAT_SCHEDULE["review-webhooks-sweep"] = {
     "task": "review.webhooks_sweep",
     "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,

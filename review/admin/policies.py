@@ -31,6 +31,7 @@ from review.services import (
 from staff.models import AdminEvent
 from staff.services import admin_event_record
 from timestamping.admin import LedgerAdmin
+from veridict.outbound import DestinationRefused, destination_check
 
 
 class ReviewSettingsForm(forms.ModelForm):
@@ -52,6 +53,16 @@ class ReviewSettingsForm(forms.ModelForm):
             "review_deadline_hours",
             "webhook_url",
         )
+
+    def clean_webhook_url(self) -> str:
+        url: str = self.cleaned_data["webhook_url"]
+        if url:
+            # Checked again at each delivery (the name may resolve elsewhere by then).
+            try:
+                destination_check(url)
+            except DestinationRefused as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return url
 
 
 @admin.register(ReviewSettings)

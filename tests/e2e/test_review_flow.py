@@ -94,9 +94,12 @@ def wait_for(condition: Any, seconds: float = 10.0) -> None:
 
 
 def test_claim_override_and_second_approval_in_the_browser(
-    page: Page, live_server, screenshot, webhook_server, eager_tasks, seal, tsa_ca_pem
+    page: Page, live_server, screenshot, webhook_server, eager_tasks, seal, tsa_ca_pem, settings
 ) -> None:
     hook_url, received = webhook_server
+    # The local receiver, allowed as an operator allows one on premises (docs/review.md).
+    settings.WEBHOOK_ALLOW_HTTP_HOSTS = ["127.0.0.1"]
+    settings.WEBHOOK_ALLOW_NETWORKS = ["127.0.0.1/32"]
     base = live_server.url
     system = AISystemFactory(name="Loan scorer", slug="loan-scorer")
     rita, rob = reviewer("rita"), reviewer("rob")

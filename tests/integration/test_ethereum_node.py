@@ -255,21 +255,40 @@ def test_a_transaction_mined_after_its_try_gave_up_is_found_by_the_next_try_not_
     assert anvil.sent_by(account.address) == 1
 
 
-def test_a_reorganisation_on_a_real_node_keeps_the_anchor_from_becoming_final(anvil, seal):
+def test_a_reorganisation_on_a_real_node_anchors_the_checkpoint_again_with_a_new_transaction(
+    anvil, seal
+):
     entry, _ = entry_append(kind="test", envelope={"n": 1})
     seal()
     snapshot = anvil.call("evm_snapshot")
     anchor_now(T0)
-    tx_hash = Anchor.objects.get(backend="anvil").tx_hash
+    dropped = Anchor.objects.get(backend="anvil")
     anvil.call("evm_revert", snapshot)  # the anchor's block is dropped for another branch
     anvil.mine(CONFIRMATIONS + 2)
+    assert anvil.call("eth_getBlockByNumber", hex(dropped.block_number), False)["hash"] != (
+        dropped.block_hash
+    )
+
     anchors_sweep(now=T0 + timedelta(seconds=1))
     job = AnchorJob.objects.get(backend="anvil")
-    assert job.status == "anchored"
-    assert "reorganisation" in job.last_error and tx_hash in job.last_error
+    assert job.status == "pending"
+    assert "reorganisation" in job.last_error and dropped.tx_hash in job.last_error
+    assert dropped.reorg.detected_at == T0 + timedelta(seconds=1)
 
-    report = receipt_verify(
-        selectors.receipt_get(entry=entry), keys=[keys.verifier_key()], rpc_urls=[anvil.url]
-    )
-    assert report.failed is not None and report.failed.name == "anchor[1]"
-    assert tx_hash in report.failed.detail
+    anchors_sweep(now=T0 + timedelta(seconds=2))
+    job.refresh_from_db()
+    live = Anchor.objects.get(backend="anvil", reorg__isnull=True)
+    assert job.status == "anchored" and live.replaces == dropped
+    assert live.tx_hash != dropped.tx_hash
+    assert anvil.call("eth_getTransactionByHash", live.tx_hash)["blockHash"] == live.block_hash
+    anvil.mine(CONFIRMATIONS - 1)
+    anchors_sweep(now=T0 + timedelta(seconds=60))
+    job.refresh_from_db()
+    assert job.status == "final"
+
+    receipt = selectors.receipt_get(entry=entry)
+    (chain_anchor,) = [a for a in receipt["anchors"] if a["type"] == "ethereum"]
+    assert chain_anchor["tx_hash"] == live.tx_hash  # only the live anchor
+    report = receipt_verify(receipt, keys=[keys.verifier_key()], rpc_urls=[anvil.url])
+    assert report.ok, report.steps
+    assert Anchor.objects.filter(backend="anvil").count() == 2  # the dropped one kept

@@ -28,8 +28,9 @@ class Receiver:
     """An HTTP server on a free local port that records every POST and answers the codes it
     is told to, in order (then 200)."""
 
-    def __init__(self, codes: list[int] | None = None) -> None:
+    def __init__(self, codes: list[int] | None = None, location: str = "") -> None:
         self.codes = list(codes or [])
+        self.location = location
         self.received: list[tuple[dict[str, str], bytes]] = []
         receiver = self
 
@@ -39,6 +40,8 @@ class Receiver:
                 receiver.received.append((dict(self.headers), body))
                 code = receiver.codes.pop(0) if receiver.codes else 200
                 self.send_response(code)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -66,7 +69,16 @@ def receiver():
 
 
 @pytest.fixture
-def hooked(settings_of, receiver, eager_tasks):
+def local_allowed(settings):
+    """The local receivers of these tests are on 127.0.0.1 over http: allowed as an operator
+    allows a receiver on premises."""
+    settings.WEBHOOK_ALLOW_HTTP_HOSTS = ["127.0.0.1"]
+    settings.WEBHOOK_ALLOW_NETWORKS = ["127.0.0.1/32"]
+    return settings
+
+
+@pytest.fixture
+def hooked(settings_of, receiver, eager_tasks, local_allowed):
     settings_of.webhook_url = receiver.url
     settings_of.save()
     return settings_of
@@ -147,8 +159,9 @@ def test_a_failed_delivery_is_retried_with_backoff_until_it_succeeds(
 
 
 def test_an_unreachable_receiver_is_recorded_and_abandoned_after_the_last_attempt(
-    queued, alice, settings_of, settings, eager_tasks, django_capture_on_commit_callbacks
+    queued, alice, settings_of, local_allowed, eager_tasks, django_capture_on_commit_callbacks
 ):
+    settings = local_allowed
     settings.WEBHOOK_MAX_ATTEMPTS = 2
     settings.WEBHOOK_TIMEOUT_SECONDS = 2
     closed = Receiver()
@@ -159,7 +172,8 @@ def test_an_unreachable_receiver_is_recorded_and_abandoned_after_the_last_attemp
     with django_capture_on_commit_callbacks(execute=True):
         review_confirm(item=item, reviewer=alice, rationale="fine")
     delivery = WebhookDelivery.objects.get()
-    assert delivery.status == "failed" and "Connection" in delivery.last_error
+    # Generic: no "connection refused" that would tell a closed port from a filtered one.
+    assert (delivery.status, delivery.last_error) == ("failed", "delivery failed")
     WebhookDelivery.objects.update(next_attempt_at=timezone.now())
     webhooks_sweep_task()
     delivery.refresh_from_db()
@@ -201,7 +215,13 @@ def test_no_webhook_url_no_delivery(queued, alice):
 
 
 def test_a_broker_that_is_away_delays_the_webhook_but_not_the_review(
-    queued, alice, settings_of, receiver, django_capture_on_commit_callbacks, monkeypatch
+    queued,
+    alice,
+    settings_of,
+    receiver,
+    local_allowed,
+    django_capture_on_commit_callbacks,
+    monkeypatch,
 ):
     from review.tasks import webhook_deliver_task
 
@@ -236,3 +256,176 @@ def test_a_delivery_not_yet_due_is_not_leased_and_attempts_count_from_the_row(
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("delivered", 2)
     assert len(receiver.received) == 1
+
+
+# --- outbound requests go to public addresses only (veridict/outbound.py) ---
+
+
+def _deliver_to(url: str, settings_of, queued, alice, capture) -> WebhookDelivery:
+    settings_of.webhook_url = url
+    settings_of.save()
+    item = review_claim(item=queued(), reviewer=alice)
+    with capture(execute=True):
+        review_confirm(item=item, reviewer=alice, rationale="fine")
+    return WebhookDelivery.objects.get()
+
+
+def test_a_receiver_on_loopback_is_refused_and_receives_nothing(
+    queued, alice, settings_of, receiver, settings, eager_tasks, django_capture_on_commit_callbacks
+):
+    settings.WEBHOOK_ALLOW_HTTP_HOSTS = ["127.0.0.1"]  # http allowed, the address is not
+    delivery = _deliver_to(
+        receiver.url, settings_of, queued, alice, django_capture_on_commit_callbacks
+    )
+    assert receiver.received == []
+    assert delivery.status == "failed" and delivery.last_status_code is None
+    assert delivery.last_error == "delivery refused: the URL or its address is not allowed"
+
+
+def test_plain_http_is_refused_unless_the_operator_allows_the_host(
+    queued, alice, settings_of, receiver, settings, eager_tasks, django_capture_on_commit_callbacks
+):
+    settings.WEBHOOK_ALLOW_NETWORKS = ["127.0.0.1/32"]  # the address allowed, http is not
+    delivery = _deliver_to(
+        receiver.url, settings_of, queued, alice, django_capture_on_commit_callbacks
+    )
+    assert receiver.received == []
+    assert delivery.last_error.startswith("delivery refused")
+
+
+def test_a_name_that_resolves_to_a_private_address_when_sending_is_refused(
+    queued,
+    alice,
+    settings_of,
+    receiver,
+    settings,
+    eager_tasks,
+    django_capture_on_commit_callbacks,
+    monkeypatch,
+):
+    """DNS rebinding: public when the URL is saved, 127.0.0.1 (where a server listens) when the
+    webhook is sent. The check is on the address connected to, so nothing reaches it."""
+    import socket
+
+    from review.admin.policies import ReviewSettingsForm
+
+    settings.WEBHOOK_ALLOW_HTTP_HOSTS = ["hooks.example.com"]
+    port = receiver.server.server_address[1]
+    answers = iter(["93.184.216.34", "127.0.0.1"])
+    real_getaddrinfo = socket.getaddrinfo
+
+    def rebinding(host, *args, **kwargs):
+        if host == "hooks.example.com":
+            address = next(answers)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    url = f"http://hooks.example.com:{port}/hook"
+    form = ReviewSettingsForm(instance=settings_of)
+    form.cleaned_data = {"webhook_url": url}
+    assert form.clean_webhook_url() == url  # public at save time: accepted
+    delivery = _deliver_to(url, settings_of, queued, alice, django_capture_on_commit_callbacks)
+    assert receiver.received == []
+    assert delivery.last_error.startswith("delivery refused")
+
+
+def test_a_redirect_is_not_followed(
+    queued, alice, settings_of, local_allowed, eager_tasks, django_capture_on_commit_callbacks
+):
+    target = Receiver()
+    redirecting = Receiver(codes=[302], location=target.url)
+    try:
+        delivery = _deliver_to(
+            redirecting.url, settings_of, queued, alice, django_capture_on_commit_callbacks
+        )
+        assert len(redirecting.received) == 1
+        assert target.received == []
+    finally:
+        target.close()
+        redirecting.close()
+    assert (delivery.status, delivery.last_status_code) == ("failed", 302)
+    assert delivery.last_error == "HTTP 302"
+
+
+def test_a_receiver_that_never_answers_gets_the_same_error_as_a_closed_port(
+    queued, alice, settings_of, local_allowed, eager_tasks, django_capture_on_commit_callbacks
+):
+    import socket
+
+    local_allowed.WEBHOOK_TIMEOUT_SECONDS = 0.5
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts the connection, never answers
+    try:
+        delivery = _deliver_to(
+            f"http://127.0.0.1:{silent.getsockname()[1]}/hook",
+            settings_of,
+            queued,
+            alice,
+            django_capture_on_commit_callbacks,
+        )
+    finally:
+        silent.close()
+    assert (delivery.status, delivery.last_error) == ("failed", "delivery failed")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://hooks.example.com/x", "only https"),
+        ("http://hooks.example.com/x", "only https"),
+        ("https://169.254.169.254/latest/meta-data", "not a public address"),
+        ("https://127.0.0.1:6379/", "not a public address"),
+        ("https://10.1.2.3/", "not a public address"),
+        ("https://[::1]/", "not a public address"),
+        ("https://[::ffff:127.0.0.1]/", "not a public address"),
+        ("https://[fe80::1]/", "not a public address"),
+        ("https://224.0.0.1/", "not a public address"),
+        ("https://0.0.0.0/", "not a public address"),
+        ("https://user:pw@hooks.example.com/", "user name or password"),
+    ],
+)
+def test_the_admin_form_refuses_a_webhook_url_that_is_not_public_https(settings_of, url, message):
+    from review.admin.policies import ReviewSettingsForm
+
+    form = ReviewSettingsForm(instance=settings_of)
+    form.cleaned_data = {"webhook_url": url}
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        form.clean_webhook_url()
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("169.254.169.254", False),
+        ("0.0.0.0", False),
+        ("240.0.0.1", False),
+        ("255.255.255.255", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("::", False),
+        ("fc00::1", False),
+        ("fe80::1", False),
+        ("ff02::1", False),
+        ("ff0e::1", False),  # global multicast
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:169.254.169.254", False),
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+    ],
+)
+def test_only_public_unicast_addresses_are_allowed(address, public):
+    import ipaddress
+
+    from veridict.outbound import address_public
+
+    assert address_public(ipaddress.ip_address(address)) is public

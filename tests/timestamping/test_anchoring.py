@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from asn1crypto import tsp
@@ -22,13 +23,14 @@ from veridict_verify.receipt import receipt_verify
 
 from timestamping import anchor_backends, keys, selectors, tsa
 from timestamping.ledger_check import ledger_verify
-from timestamping.models import Anchor, AnchorJob, Batch, Entry
+from timestamping.models import Anchor, AnchorJob, AnchorReorg, Batch, Entry
 from timestamping.services import entry_append
 from timestamping.services.anchoring import (
     anchor_job_run,
     anchor_jobs_due,
     anchors_sweep,
     batch_anchor_missing,
+    checkpoint_body,
 )
 from timestamping.tasks import anchors_due_task, batch_seal_task
 
@@ -43,21 +45,28 @@ T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 class RemoteTSA:
     """OpenSSL's TSA behind HTTP on 127.0.0.1. `mode` makes it misbehave as a remote TSA can."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, chain: SimpleNamespace | None = None) -> None:
+        """With `chain` (tsa_chain_make), it signs as that PKI's TSA and embeds the chain
+        (intermediate and root) in every answer, as many commercial TSAs do."""
         directory.mkdir(parents=True)
         self.directory = directory
-        self.ca = directory / "ca.pem"
-        tsa.tsa_create(
-            key_file=directory / "key.pem",
-            cert_file=directory / "cert.pem",
-            ca_cert_file=self.ca,
-            common_name="Remote stand-in TSA",
-        )
+        if chain is None:
+            self.ca = directory / "ca.pem"
+            cert, key, embedded = directory / "cert.pem", directory / "key.pem", ""
+            tsa.tsa_create(
+                key_file=key,
+                cert_file=cert,
+                ca_cert_file=self.ca,
+                common_name="Remote stand-in TSA",
+            )
+        else:
+            self.ca, cert, key = chain.root, chain.cert, chain.key
+            embedded = f"certs = {chain.chain}\n"
         (directory / "serial").write_text("01\n")
         (directory / "tsa.cnf").write_text(
             "[ tsa ]\ndefault_tsa = remote\n[ remote ]\n"
-            f"serial = {directory}/serial\nsigner_cert = {directory}/cert.pem\n"
-            f"signer_key = {directory}/key.pem\nsigner_digest = sha256\n"
+            f"serial = {directory}/serial\nsigner_cert = {cert}\n{embedded}"
+            f"signer_key = {key}\nsigner_digest = sha256\n"
             "default_policy = 1.3.6.1.4.1.99999.1\ndigests = sha256\naccuracy = secs:1\n"
             "ordering = no\ntsa_name = yes\ness_cert_id_chain = no\ness_cert_id_alg = sha256\n"
         )
@@ -134,26 +143,40 @@ class RemoteTSA:
         self.server = None
 
 
-@pytest.fixture
-def remote(tmp_path: Path, settings) -> Iterator[RemoteTSA]:
-    """A running remote TSA, configured as backend "remote" every INTERVAL seconds."""
-    stand_in = RemoteTSA(tmp_path / "remote-tsa")
-    stand_in.start()
+def remote_configure(settings, stand_in: RemoteTSA, roots: list[Path]) -> None:
     settings.ANCHOR_BACKENDS = [
         {
             "name": "remote",
             "type": "rfc3161",
             "url": stand_in.url,
             "interval": INTERVAL,
-            "roots": [str(stand_in.ca)],
+            "roots": [str(root) for root in roots],
             "timeout": 5,
         }
     ]
     settings.ANCHOR_RETRY_BASE_SECONDS = 10
     settings.ANCHOR_RETRY_MAX_SECONDS = 600
+
+
+@pytest.fixture
+def remote(tmp_path: Path, settings) -> Iterator[RemoteTSA]:
+    """A running remote TSA, configured as backend "remote" every INTERVAL seconds."""
+    stand_in = RemoteTSA(tmp_path / "remote-tsa")
+    stand_in.start()
+    remote_configure(settings, stand_in, [stand_in.ca])
     yield stand_in
     if stand_in.server is not None:
         stand_in.stop()
+
+
+@pytest.fixture
+def chained_remote(tmp_path: Path, settings, tsa_chain) -> Iterator[RemoteTSA]:
+    """A running remote TSA that embeds its chain of three, its root configured."""
+    stand_in = RemoteTSA(tmp_path / "chained-tsa", chain=tsa_chain)
+    stand_in.start()
+    remote_configure(settings, stand_in, [tsa_chain.root])
+    yield stand_in
+    stand_in.stop()
 
 
 def append(count: int) -> list[Entry]:
@@ -205,6 +228,47 @@ def test_the_remote_time_stamp_verifies_only_with_the_remote_tsas_ca_pinned(
     )
     assert report.failed is not None and report.failed.name == "anchor[1]"
     assert "pinned TSA CA" in report.failed.detail
+
+
+def test_a_remote_tsa_that_embeds_its_chain_of_three_anchors_and_openssl_verifies_the_token(
+    chained_remote, seal, tsa_ca_pem, tsa_chain, tmp_path
+):
+    (entry,) = append(1)
+    seal()
+    job = anchor_now(T0)
+    assert (job.status, job.last_error) == ("final", "")
+    anchor = Anchor.objects.get(backend="remote")
+    token = tsp.TimeStampResp.load(bytes(anchor.tsr))["time_stamp_token"]
+    assert len(token["content"]["certificates"]) == 3  # stored as the TSA sent it
+
+    report = receipt_verify(
+        selectors.receipt_get(entry=entry),
+        keys=[keys.verifier_key()],
+        tsa_ca_pem=tsa_ca_pem + tsa_chain.root.read_bytes(),
+    )
+    assert report.ok, report.steps
+    (tmp_path / "checkpoint.txt").write_bytes(checkpoint_body(anchor.batch))
+    (tmp_path / "anchor.tsr").write_bytes(bytes(anchor.tsr))
+    result = subprocess.run(
+        [
+            OPENSSL, "ts", "-verify", "-data", "checkpoint.txt", "-in", "anchor.tsr",
+            "-CAfile", str(tsa_chain.root),
+        ],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0 and "Verification: OK" in result.stdout, result.stderr
+
+
+def test_a_remote_tsa_whose_chain_does_not_lead_to_the_configured_root_is_refused(
+    chained_remote, seal, settings, ledger_keys
+):
+    remote_configure(settings, chained_remote, [ledger_keys["TSA_CA_CERT_FILE"]])
+    append(1)
+    seal()
+    job = anchor_now(T0)
+    assert job.status == "failed"
+    assert "not signed by the pinned TSA CA" in job.last_error
+    assert not Anchor.objects.filter(backend="remote").exists()
 
 
 def test_a_backend_anchors_once_per_interval_however_many_batches_are_sealed(remote, seal):
@@ -445,6 +509,24 @@ def test_anchor_rows_stay_append_only_while_their_jobs_change(remote, seal):
     AnchorJob.objects.filter(pk=job.pk).update(last_error="edited")
     job.refresh_from_db()
     assert job.last_error == "edited"
+
+
+@pytest.mark.postgres
+def test_a_reorganisation_mark_is_append_only_and_a_batch_has_one_first_anchor(remote, seal):
+    append(1)
+    seal()
+    anchor_now(T0)
+    anchor = Anchor.objects.get(backend="remote")
+    mark = AnchorReorg.objects.create(anchor=anchor, detected_at=T0, reason="test")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AnchorReorg.objects.filter(pk=mark.pk).update(reason="forged")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AnchorReorg.objects.filter(pk=mark.pk).delete()
+    with pytest.raises(IntegrityError), transaction.atomic():  # a second first anchor
+        Anchor.objects.create(batch=anchor.batch, backend="remote", anchored_at=T0)
+    Anchor.objects.create(batch=anchor.batch, backend="remote", anchored_at=T0, replaces=anchor)
+    with pytest.raises(IntegrityError), transaction.atomic():  # replaced only once
+        Anchor.objects.create(batch=anchor.batch, backend="remote", anchored_at=T0, replaces=anchor)
 
 
 @pytest.mark.parametrize(

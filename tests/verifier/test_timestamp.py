@@ -102,6 +102,46 @@ def test_a_stamp_made_by_openssl_as_the_tsa_verifies(tmp_path):
         timestamp_verify(tsr, message=BODY + b"!", ca_pem=files.ca.read_bytes())
 
 
+def openssl_chain_stamp(directory: Path, chain: SimpleNamespace, message: bytes) -> bytes:
+    """An answer of OpenSSL's TSA that embeds the whole chain (TSA, intermediate, root), in
+    chain order as commercial TSAs send it: not the DER order of a SET OF."""
+    (directory / "body.txt").write_bytes(message)
+    (directory / "serial").write_text("01\n")
+    (directory / "tsa.cnf").write_text(
+        "[tsa]\ndefault_tsa = chain\n[chain]\n"
+        f"serial = {directory / 'serial'}\nsigner_cert = {chain.cert}\nsigner_key = {chain.key}\n"
+        f"certs = {chain.chain}\ndefault_policy = 1.2.3.4.1\ndigests = sha256\n"
+        "signer_digest = sha256\ness_cert_id_alg = sha256\naccuracy = secs:1\n"
+    )
+
+    def run(*args: str | Path) -> None:
+        subprocess.run([OPENSSL, *map(str, args)], capture_output=True, check=True, cwd=directory)
+
+    run("ts", "-query", "-data", "body.txt", "-sha256", "-cert", "-out", "request.tsq")
+    run("ts", "-reply", "-config", "tsa.cnf", "-queryfile", "request.tsq", "-out", "answer.tsr")
+    return (directory / "answer.tsr").read_bytes()
+
+
+def test_a_stamp_carrying_a_chain_of_three_verifies_against_the_root(tsa_chain, tmp_path):
+    tsr = openssl_chain_stamp(tmp_path, tsa_chain, BODY)
+    certificates = tsa.TimeStampResp.load(tsr)["time_stamp_token"]["content"]["certificates"]
+    assert len(certificates) == 3
+
+    gen_time = timestamp_verify(tsr, message=BODY, ca_pem=tsa_chain.root.read_bytes())
+
+    assert abs(datetime.now(UTC) - gen_time) < timedelta(seconds=10)
+    with pytest.raises(TimestampError, match="different message"):
+        timestamp_verify(tsr, message=BODY + b"!", ca_pem=tsa_chain.root.read_bytes())
+
+
+def test_a_chain_that_does_not_lead_to_the_pinned_root_is_refused(tsa_chain, tmp_path, ca_pem):
+    tsr = openssl_chain_stamp(tmp_path, tsa_chain, BODY)
+    # The root the token itself carries is not trusted for being there; nor is an intermediate.
+    for pinned in (ca_pem, tsa_chain.intermediate.read_bytes()):
+        with pytest.raises(TimestampError, match="not signed by the pinned TSA CA"):
+            timestamp_verify(tsr, message=BODY, ca_pem=pinned)
+
+
 @hypothesis_settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

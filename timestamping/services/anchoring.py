@@ -21,16 +21,22 @@ from timestamping.anchor_backends import (
     BUILTIN,
     AnchorBackend,
     AnchorFailed,
+    AnchorReorganised,
     Evidence,
     backends_active,
 )
-from timestamping.models import Anchor, AnchorJob, Batch
+from timestamping.models import Anchor, AnchorJob, AnchorReorg, Batch
 
 log = structlog.get_logger(__name__)
 
 Status = AnchorJob.Status
 # Jobs the sweeper owns: tried again once next_attempt_at has passed.
 OPEN = [Status.PENDING, Status.FAILED]
+# What a backend's detail keeps of a transaction; dropped when a reorganisation makes the
+# checkpoint be anchored again, so that the next try sends a new transaction.
+TRANSACTION_DETAIL = (
+    "nonce", "sent", "fees", "tx_hash", "block_number", "block_hash", "confirmations",
+)  # fmt: skip
 # Longest reason kept: enough for any error message, bounded against a hostile answer.
 REASON_CHARS = 2000
 _jitter = secrets.SystemRandom()
@@ -70,14 +76,19 @@ def retry_delay(failures: int) -> float:
 def _evidence_store(
     *, backend: str, batch: Batch, evidence: Evidence, now: datetime, count_attempt: bool
 ) -> Anchor:
-    """Stores the anchor (once per backend and batch) and closes the job, if there is one."""
+    """Stores the anchor (one live anchor per backend and batch: the first, or the one that
+    replaces an anchor a reorganisation dropped) and closes the job, if there is one."""
     with transaction.atomic():
+        dropped = Anchor.objects.filter(
+            batch=batch, backend=backend, reorg__isnull=False, replaced_by__isnull=True
+        ).first()
         try:
             # A savepoint: a concurrent try that stored first must not spoil this transaction.
             with transaction.atomic():
                 anchor = Anchor.objects.create(
                     batch=batch,
                     backend=backend,
+                    replaces=dropped,
                     type=evidence.type,
                     tsa=evidence.tsa,
                     tsr=evidence.tsr,
@@ -89,7 +100,7 @@ def _evidence_store(
                     anchored_at=now,
                 )
         except IntegrityError:  # another worker anchored it first; the stored evidence stands
-            anchor = Anchor.objects.get(batch=batch, backend=backend)
+            anchor = Anchor.objects.get(batch=batch, backend=backend, reorg__isnull=True)
         job = AnchorJob.objects.select_for_update().filter(backend=backend, batch=batch).first()
         if job is not None and job.status not in (Status.ANCHORED, Status.FINAL):
             job.status = Status.FINAL if evidence.final else Status.ANCHORED
@@ -121,7 +132,7 @@ def _job_failed(
         )
         if job.status in (Status.ANCHORED, Status.FINAL):
             return None
-        if Anchor.objects.filter(backend=backend, batch=batch).exists():
+        if Anchor.objects.filter(backend=backend, batch=batch, reorg__isnull=True).exists():
             return None
         job.status = Status.FAILED
         job.attempts += count_attempt
@@ -347,6 +358,8 @@ def anchor_job_confirm(*, job_id: int, now: datetime | None = None) -> AnchorJob
     later = now + timedelta(seconds=settings.ANCHOR_SWEEP_INTERVAL_SECONDS)
     try:
         final, detail = active[job.backend].confirm(detail=dict(job.detail))
+    except AnchorReorganised as exc:
+        return _anchor_reorg_record(job=job, reason=str(exc), now=now)
     except Exception as exc:  # one backend's outage must not stop the sweep
         reason = str(exc) if isinstance(exc, AnchorFailed) else f"{type(exc).__name__}: {exc}"
         log.warning(
@@ -375,6 +388,36 @@ def anchor_job_confirm(*, job_id: int, now: datetime | None = None) -> AnchorJob
             confirmations=detail.get("confirmations"),
         )
     return AnchorJob.objects.get(pk=job_id) if updated else None
+
+
+def _anchor_reorg_record(*, job: AnchorJob, reason: str, now: datetime) -> AnchorJob | None:
+    """A reorganisation dropped the job's anchor: marks that anchor (the row itself is never
+    changed: receipts leave a marked anchor out) and makes the job due again, without the old
+    transaction, so that its next try anchors the checkpoint with a new one."""
+    with transaction.atomic(durable=True):
+        locked = (
+            AnchorJob.objects.select_for_update().filter(pk=job.pk, status=Status.ANCHORED).first()
+        )
+        if locked is None:  # another sweep got here first
+            return None
+        anchor = Anchor.objects.get(backend=job.backend, batch=job.batch, reorg__isnull=True)
+        AnchorReorg.objects.create(anchor=anchor, detected_at=now, reason=reason[:REASON_CHARS])
+        detail = {k: v for k, v in locked.detail.items() if k not in TRANSACTION_DETAIL}
+        detail["reorganised"] = [*detail.get("reorganised", []), anchor.tx_hash]
+        locked.status = Status.PENDING
+        locked.detail = detail
+        locked.last_error = reason[:REASON_CHARS]
+        locked.next_attempt_at = now
+        locked.updated_at = now
+        locked.save()
+    log.warning(
+        "anchor_reorganised",
+        backend=job.backend,
+        batch=job.batch.number,
+        tx_hash=anchor.tx_hash,
+        reason=reason,
+    )
+    return locked
 
 
 def anchors_sweep(

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 from datetime import UTC, datetime
 
+from asn1crypto import tsp
 from cryptography import x509
 from rfc3161_client import (
     PKIStatus,
@@ -25,8 +26,10 @@ class TimestampError(ValueError):
 def timestamp_verify(tsr_der: bytes, *, message: bytes, ca_pem: bytes) -> datetime:
     """Checks a DER TimeStampResp over SHA-256(message) against the pinned CA; returns genTime."""
     roots = _pinned_roots(ca_pem)
-    response = _decode(tsr_der)
+    response = timestamp_decode(tsr_der)
 
+    # Only the pinned roots are trusted: certificates the token carries (a TSA's intermediates)
+    # may help build the chain to one of them, never end it.
     verifier = VerifierBuilder()
     for root in roots:
         verifier = verifier.add_root_certificate(root)
@@ -60,9 +63,32 @@ def _pinned_roots(ca_pem: bytes) -> list[x509.Certificate]:
     return list(dict.fromkeys(certificates))
 
 
-def _decode(tsr_der: bytes) -> TimeStampResponse:
+def _certificates_sorted(tsr_der: bytes) -> bytes:
+    """The response with the token's certificates in DER order, the rest byte for byte as given.
+
+    A TSA that sends its chain (leaf, intermediates, root) often lists the certificates in chain
+    order, as OpenSSL does; DER wants a SET OF sorted by encoding, and rfc3161-client refuses
+    anything else (InvalidSetOrdering). The signature covers neither the certificates field nor
+    its order (RFC 5652 §5.4: only the content and the signed attributes), so sorting it changes
+    nothing that is proven; the stored response stays as the TSA sent it (OpenSSL reads it as is).
+    """
     try:
-        response = decode_timestamp_response(tsr_der)
+        response = tsp.TimeStampResp.load(tsr_der)
+        signed_data = response["time_stamp_token"]["content"]
+        certificates = signed_data["certificates"]
+        if len(certificates) < 2:
+            return tsr_der
+        # Assigning the set again makes asn1crypto encode it anew, sorted (its SetOf is DER).
+        signed_data["certificates"] = list(certificates)
+        return response.dump()
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return tsr_der  # not what it should be: the strict parser below says what is wrong
+
+
+def timestamp_decode(tsr_der: bytes) -> TimeStampResponse:
+    """A granted TimeStampResp, parsed (not verified); TimestampError says what is wrong."""
+    try:
+        response = decode_timestamp_response(_certificates_sorted(tsr_der))
     except ValueError as exc:
         raise TimestampError(
             f"the time-stamp is not a DER RFC 3161 TimeStampResp ({exc}); a bare token or "
