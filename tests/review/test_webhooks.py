@@ -429,3 +429,128 @@ def test_only_public_unicast_addresses_are_allowed(address, public):
     from veridict.outbound import address_public
 
     assert address_public(ipaddress.ip_address(address)) is public
+
+
+# --- https: the checked connection still verifies the receiver's certificate for its name ---
+
+
+def _tls_files(directory, name: str):
+    """A CA and a server certificate for `name` signed by it, as PEM files: (ca, cert, key)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def certificate(subject, key, issuer, issuer_key, *, ca):
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                critical=False,
+            )
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            ).add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca = certificate("Webhook Test CA", ca_key, "Webhook Test CA", ca_key, ca=True)
+    server = certificate(name, server_key, "Webhook Test CA", ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    files = (directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
+    files[0].write_bytes(ca.public_bytes(pem))
+    files[1].write_bytes(server.public_bytes(pem))
+    files[2].write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return files
+
+
+@pytest.fixture
+def tls_receiver(tmp_path, monkeypatch, settings):
+    """An https receiver on 127.0.0.1 whose certificate names `hooks.example.test`, a name
+    that resolves there; its CA is trusted the way a system store is (SSL_CERT_FILE), and the
+    loopback is allowed as an operator allows a receiver on premises."""
+    import socket
+    import ssl
+
+    def serve(certificate_name: str) -> Receiver:
+        ca, cert, key = _tls_files(tmp_path, certificate_name)
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+        server = Receiver()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+        receivers.append(server)
+        return server
+
+    receivers: list[Receiver] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        if host == "hooks.example.test":
+            return real_getaddrinfo("127.0.0.1", *args, **kwargs)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    settings.WEBHOOK_ALLOW_NETWORKS = ["127.0.0.1/32"]
+    yield serve
+    for server in receivers:
+        server.close()
+
+
+def test_an_https_receiver_gets_the_review_with_its_certificate_checked_for_its_name(
+    queued, alice, settings_of, tls_receiver, eager_tasks, django_capture_on_commit_callbacks
+):
+    server = tls_receiver("hooks.example.test")
+    port = server.server.server_address[1]
+    delivery = _deliver_to(
+        f"https://hooks.example.test:{port}/hook",
+        settings_of,
+        queued,
+        alice,
+        django_capture_on_commit_callbacks,
+    )
+    assert (delivery.status, delivery.last_status_code) == ("delivered", 200)
+    ((headers, body),) = server.received
+    assert headers["Host"] == f"hooks.example.test:{port}"
+    assert json.loads(body)["decision"]
+
+
+def test_an_https_receiver_whose_certificate_names_another_host_gets_nothing(
+    queued, alice, settings_of, tls_receiver, eager_tasks, django_capture_on_commit_callbacks
+):
+    server = tls_receiver("elsewhere.example.test")
+    port = server.server.server_address[1]
+    delivery = _deliver_to(
+        f"https://hooks.example.test:{port}/hook",
+        settings_of,
+        queued,
+        alice,
+        django_capture_on_commit_callbacks,
+    )
+    assert server.received == []
+    assert delivery.last_status_code is None
+    assert delivery.last_error == "delivery failed"
