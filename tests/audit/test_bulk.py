@@ -16,7 +16,7 @@ from veridict_verify.receipt import receipt_verify
 from audit import api_bulk
 from audit.models import Decision, Erasure, Subject
 from audit.services.bulk import BulkItem, decisions_bulk_record
-from audit.services.decisions import decision_personal_data
+from audit.services.subjects import decision_personal_data
 from audit.services.subjects import subject_erase
 from timestamping import keys
 from timestamping.models import Entry

@@ -19,7 +19,7 @@ from veridict_verify.receipt import receipt_verify
 from audit import vault
 from audit.models import Decision, Document, Erasure, Subject
 from audit.services import decisions as decisions_service
-from audit.services.decisions import decision_personal_data
+from audit.services.subjects import decision_personal_data
 from audit.services.subjects import subject_erase
 from timestamping import keys
 from timestamping.models import Entry

@@ -15,7 +15,7 @@ from django.utils import timezone
 from structlog.testing import capture_logs
 
 from audit.models import AISystem, Decision, Document, Erasure, Subject
-from audit.services.decisions import decision_personal_data
+from audit.services.subjects import decision_personal_data
 from audit.services.retention import retention_sweep
 from audit.services.subjects import subject_by_reference, subject_erase
 from audit.tasks import retention_sweep_task

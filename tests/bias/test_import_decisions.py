@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import Decision, Outcome
-from audit.services.decisions import decision_personal_data
+from audit.services.subjects import decision_personal_data
 from tests.audit.conftest import AISystemFactory
 from timestamping.models import Entry
 
