@@ -118,7 +118,9 @@ def system_lookup(*, purpose: bytes, system_id: int, value: str) -> bytes:
 
 def subject_lookup(*, system_id: int, reference: str) -> bytes:
     """A keyed hash of a subject reference, per system: the reference itself is never stored."""
-    return system_lookup(purpose=b"veridict/subject-lookup/v1", system_id=system_id, value=reference)
+    return system_lookup(
+        purpose=b"veridict/subject-lookup/v1", system_id=system_id, value=reference
+    )
 
 
 def client_id_lookup(*, system_id: int, client_decision_id: str) -> bytes:

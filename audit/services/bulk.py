@@ -132,7 +132,9 @@ def _answered(decision: Decision, index: int, status: int = 200) -> BulkResult:
     return BulkResult(index, status, id=str(entry.uuid), leaf_hash=bytes(entry.leaf_hash).hex())
 
 
-def _stored_decisions(system: AISystem, field_name: str, values: set[bytes]) -> dict[bytes, Decision]:
+def _stored_decisions(
+    system: AISystem, field_name: str, values: set[bytes]
+) -> dict[bytes, Decision]:
     """The stored decisions under these lookups (client id or Idempotency-Key hashes)."""
     found: dict[bytes, Decision] = {}
     for chunk in _chunks(values):

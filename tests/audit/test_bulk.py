@@ -15,8 +15,8 @@ from veridict_verify.receipt import receipt_verify
 
 from audit import api_bulk
 from audit.models import Decision, Erasure, Subject
-from audit.services.bulk import BulkItem, decisions_bulk_record
 from audit.selectors import decisions_by_client_id
+from audit.services.bulk import BulkItem, decisions_bulk_record
 from audit.services.subjects import decision_client_id, decision_personal_data, subject_erase
 from timestamping import keys
 from timestamping.models import Entry
@@ -207,9 +207,7 @@ def test_supersedes_must_name_a_decision_not_yet_superseded(
     assert "supersedes" in results[1]["error"]["fields"]
     assert "supersedes" in results[2]["error"]["fields"]
     fixed = decisions_by_client_id(system=ai_system, client_ids=["fix-1"]).get()
-    assert fixed.supersedes.entry.uuid.hex == (
-        original.replace("-", "")
-    )
+    assert fixed.supersedes.entry.uuid.hex == (original.replace("-", ""))
 
 
 def test_a_subject_erased_before_gets_a_new_key(api_client, decision_request):

@@ -268,4 +268,7 @@ def test_a_decision_committing_while_its_subject_is_erased_is_named_by_the_erasu
     assert erasure is not None and erasure.decisions == 2
     acknowledged = Decision.objects.get(entry__uuid=answers[0].json()["id"])
     leaf = json.loads(bytes(erasure.entry.canonical))["body"]
-    assert str(acknowledged.entry.uuid) in leaf["decisions"]
+    assert str(acknowledged.entry.uuid) in erasure.decision_ids
+    assert leaf["decisions_commitment"] == vault.commitment(
+        salt=bytes(erasure.decisions_salt), value=erasure.decision_ids
+    )

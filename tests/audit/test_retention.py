@@ -16,9 +16,8 @@ from structlog.testing import capture_logs
 
 from audit import vault
 from audit.models import AISystem, Decision, Document, Erasure, Subject
-from audit.services.subjects import decision_personal_data
 from audit.services.retention import retention_sweep
-from audit.services.subjects import subject_by_reference, subject_erase
+from audit.services.subjects import decision_personal_data, subject_by_reference, subject_erase
 from audit.tasks import retention_sweep_task
 from timestamping.models import Entry
 from timestamping.services import entry_append

@@ -11,9 +11,9 @@ from django.contrib.auth.models import Permission, User
 from django.contrib.staticfiles import finders
 
 from audit.models import AISystem, Decision, ModelVersion
+from audit.selectors import decisions_by_client_id
 from audit.serializers import DecisionSerializer
 from audit.services.bulk import BulkItem, decisions_bulk_record
-from audit.selectors import decisions_by_client_id
 from audit.services.decisions import outcome_record
 from audit.services.subjects import decision_client_id
 from bias import dashboard

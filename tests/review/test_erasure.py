@@ -38,9 +38,7 @@ def tables_holding(text: str) -> list[str]:
 
 
 def post(api_client, body, key):
-    response = api_client.post(
-        "/api/v1/decisions", body, format="json", HTTP_IDEMPOTENCY_KEY=key
-    )
+    response = api_client.post("/api/v1/decisions", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
     assert response.status_code in (200, 201), response.content
     return response
 
