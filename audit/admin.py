@@ -3,6 +3,7 @@ goes with them to look at; erasing the personal data of subjects."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -28,7 +29,13 @@ from audit.models import (
     Subject,
     SystemAPIKey,
 )
-from audit.services.subjects import subject_erase
+from audit.selectors import decisions_by_client_id_search
+from audit.services.subjects import (
+    decision_client_id,
+    decision_erased,
+    erasure_decisions_opening,
+    subject_erase,
+)
 from review.permissions import scoped
 from timestamping.admin import ReadOnlyAdminMixin
 from timestamping.models import Entry
@@ -93,6 +100,39 @@ def _entry_link(entry: Entry | None) -> str:
         return "-"
     url = reverse("admin:timestamping_entry_change", args=[entry.pk])
     return format_html('<a href="{}">{}</a>', url, entry.uuid)
+
+
+def decision_label(decision: Decision) -> str:
+    """How the admin names a decision: its client id while readable (it is personal data, so
+    only its subject's key opens it), else that it was erased."""
+    return decision_client_id(decision) or f"(erased) {decision.pk}"
+
+
+class ClientIdSearchMixin:
+    """The admin's search box finds rows by the exact client decision id of their decision,
+    stored only as a keyed hash: the term is hashed, never compared in clear."""
+
+    decision_path = ""  # "" for a Decision admin, "decision__" for rows that name one
+    search_help_text = "The exact client decision id (it is stored only as a keyed hash)."
+
+    search_fields: tuple[str, ...] = ()  # the admin's own, searched as Django does, besides
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        # Never empty, so that the box shows; the hash itself is never searched as text.
+        return tuple(self.search_fields) or (f"{self.decision_path}client_id_lookup",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        found = decisions_by_client_id_search(
+            queryset=queryset, term=search_term, decision_path=self.decision_path
+        )
+        if not self.search_fields or not search_term.strip():
+            return found, False
+        others, duplicates = super().get_search_results(  # type: ignore[misc]
+            request, queryset, search_term
+        )
+        return found | others, duplicates
 
 
 class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
@@ -237,9 +277,9 @@ class SubjectAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Decision)
-class DecisionAdmin(ReadOnlyAdmin):
+class DecisionAdmin(ClientIdSearchMixin, ReadOnlyAdmin):
     list_display = (
-        "client_decision_id",
+        "client_id_column",
         "system",
         "model_version",
         "solely_automated",
@@ -247,13 +287,11 @@ class DecisionAdmin(ReadOnlyAdmin):
         "personal_data_state",
     )
     list_filter = (("system", RELATED), ("model_version", RELATED), "solely_automated")
-    list_select_related = ("system", "model_version", "subject")
-    search_fields = ("client_decision_id",)
+    list_select_related = ("system", "model_version", "subject", "entry")
     actions = ["erase_subjects"]
     fields = readonly_fields = (
         "system",
-        "client_decision_id",
-        "idempotency_key",
+        "client_id_column",
         "model_version",
         "supersedes",
         "occurred_at",
@@ -269,13 +307,14 @@ class DecisionAdmin(ReadOnlyAdmin):
         "subject_page",
     )
 
+    @admin.display(description="client decision id")
+    def client_id_column(self, decision: Decision) -> str:
+        return decision_label(decision)
+
     @admin.display(description="personal data")
     def personal_data_state(self, decision: Decision) -> str:
-        subject = decision.subject
-        # A subject that decides again after an erasure gets a new key: what came before stays
-        # erased, so the time of the last erasure tells which decisions are readable.
-        if subject.erased_at is not None and decision.received_at <= subject.erased_at:
-            return f"erased {subject.erased_at:%Y-%m-%d %H:%M} UTC"
+        if decision_erased(decision):
+            return f"erased {decision.subject.erased_at:%Y-%m-%d %H:%M} UTC"
         return "held, encrypted"
 
     @admin.display(description="entry")
@@ -344,12 +383,12 @@ class DecisionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Outcome)
-class OutcomeAdmin(ReadOnlyAdmin):
+class OutcomeAdmin(ClientIdSearchMixin, ReadOnlyAdmin):
     list_display = ("decision", "observed_at")
     list_filter = (("decision__system", RELATED),)
     list_select_related = ("decision__system",)
-    search_fields = ("decision__client_decision_id",)
     fields = readonly_fields = ("decision", "actual", "observed_at", "entry_link")
+    decision_path = "decision__"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Outcome]:
         return scoped(super().get_queryset(request), request.user, "decision__system")
@@ -403,6 +442,7 @@ class ErasureAdmin(ReadOnlyAdmin):
         "subject",
         "document",
         "decisions",
+        "decisions_opening",
         "note",
         "erased_by",
         "erased_at",
@@ -415,3 +455,12 @@ class ErasureAdmin(ReadOnlyAdmin):
     @admin.display(description="entry")
     def entry_link(self, erasure: Erasure) -> str:
         return _entry_link(erasure.entry)
+
+    @admin.display(description="opening of the decisions commitment")
+    def decisions_opening(self, erasure: Erasure) -> str:
+        """What checks the leaf's decisions_commitment (docs/receipts.md): give it to whoever
+        may know which decisions were this person's, and only to them."""
+        if erasure.decisions_salt is None:
+            return "-"
+        opening = erasure_decisions_opening(erasure=erasure)
+        return format_html("<pre>{}</pre>", json.dumps(opening, indent=1))

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit import selectors
+from audit import selectors, vault
 from audit.authentication import HasSystemAPIKey
 from audit.models import Decision
 from audit.serializers import (
@@ -33,6 +33,7 @@ from audit.services.decisions import (
     model_version_register,
     outcome_record,
 )
+from audit.services.subjects import decision_client_id
 from audit.throttling import SystemKeyRateThrottle
 from review.selectors import final_output, review_status
 from review.services.intake import PolicyRejected
@@ -105,7 +106,9 @@ def _review_brief(decision: Decision) -> dict[str, Any] | None:
 
 class DecisionReadSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="entry.uuid")
-    client_decision_id = serializers.CharField()
+    client_decision_id = serializers.SerializerMethodField(
+        help_text="The AI system's id for the decision; null once its subject was erased."
+    )
     model = serializers.SerializerMethodField()
     occurred_at = serializers.DateTimeField()
     received_at = serializers.DateTimeField()
@@ -125,6 +128,9 @@ class DecisionReadSerializer(serializers.Serializer):
     def get_model(self, decision: Decision) -> dict[str, Any]:
         version = decision.model_version
         return {"name": version.name, "version": version.version, "declared": version.declared}
+
+    def get_client_decision_id(self, decision: Decision) -> str | None:
+        return decision_client_id(decision)
 
     def get_leaf_hash(self, decision: Decision) -> str:
         return bytes(decision.entry.leaf_hash).hex()
@@ -177,7 +183,7 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 
 class DecisionFilter(django_filters.FilterSet):
-    client_id = django_filters.CharFilter(field_name="client_decision_id")
+    client_id = django_filters.CharFilter(method="client_id_filter")
     model_name = django_filters.CharFilter(field_name="model_version__name")
     model_version = django_filters.CharFilter(field_name="model_version__version")
     occurred_after = UTCDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
@@ -186,6 +192,12 @@ class DecisionFilter(django_filters.FilterSet):
     class Meta:
         model = Decision
         fields: list[str] = []
+
+    def client_id_filter(self, queryset: Any, name: str, value: str) -> Any:
+        # Stored only as a keyed hash: the filter hashes what it is asked for.
+        system = self.request.auth.system
+        lookup = vault.client_id_lookup(system_id=system.pk, client_decision_id=value)
+        return queryset.filter(client_id_lookup=lookup)
 
 
 class NewestFirst(CursorPagination):

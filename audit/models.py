@@ -111,9 +111,13 @@ class Subject(models.Model):
 class Decision(models.Model):
     system = models.ForeignKey(AISystem, on_delete=models.PROTECT, related_name="decisions")
     entry = models.OneToOneField(Entry, on_delete=models.PROTECT, related_name="decision")
-    client_decision_id = models.CharField(max_length=200)
-    # NULL, not "": the unique constraint must not treat requests without a key as duplicates.
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    # Keyed hashes (audit/vault.py) of the client decision id and the Idempotency-Key, which
+    # often hold the applicant's number: unique per system, so retries find the first decision.
+    # The client id itself is kept only in personal_data. At erasure both are replaced by random
+    # bytes: nothing, not even the master key, links the row to those values afterwards.
+    client_id_lookup = models.BinaryField(max_length=32)
+    # NULL without a key: the unique constraint must not treat those requests as duplicates.
+    idempotency_lookup = models.BinaryField(max_length=32, null=True, blank=True)
     # SHA-256 of the canonical request: a retry that matches gets the first answer, else 409.
     request_digest = models.BinaryField(max_length=32)
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT)
@@ -135,17 +139,18 @@ class Decision(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["system", "client_decision_id"], name="decision_unique_client_id"
+                fields=["system", "client_id_lookup"], name="decision_unique_client_id"
             ),
             models.UniqueConstraint(
-                fields=["system", "idempotency_key"], name="decision_unique_idempotency_key"
+                fields=["system", "idempotency_lookup"], name="decision_unique_idempotency_key"
             ),
         ]
         indexes = [models.Index(fields=["system", "-received_at"])]
         permissions = [("erase_subject", "Can erase a subject's personal data")]
 
     def __str__(self) -> str:
-        return f"decision {self.client_decision_id} of {self.system}"
+        # Not the client id: that is personal data, readable only through its subject's key.
+        return f"decision {self.pk} of {self.system}"
 
 
 class Outcome(models.Model):
@@ -199,7 +204,14 @@ class Erasure(models.Model):
     document = models.ForeignKey(
         Document, null=True, blank=True, on_delete=models.PROTECT, related_name="erasures"
     )
-    decisions = models.PositiveIntegerField(default=0, help_text="How many the entry names.")
+    decisions = models.PositiveIntegerField(
+        default=0, help_text="How many decisions the entry commits to."
+    )
+    # The opening of the leaf's commitment to the decisions it covers: the sorted entry ids and
+    # the salt, SHA-256(decisions_salt || RFC 8785 of decision_ids) (docs/receipts.md). The log
+    # does not list them, which would tell the world that they were about one person.
+    decision_ids = models.JSONField(default=list, blank=True)
+    decisions_salt = models.BinaryField(max_length=32, null=True, blank=True)
     # The staff's free-text note may name people: kept here and only committed in the leaf,
     # as SHA-256(note_salt || RFC 8785 of the note).
     note = models.TextField(blank=True)

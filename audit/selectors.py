@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from veridict_verify.formats import format_time
 
+from audit import vault
 from audit.models import AISystem, Decision
 from timestamping.models import Entry
 
@@ -17,9 +18,22 @@ def received_text(entry: Entry) -> str:
 def decisions_of(*, system: AISystem) -> QuerySet[Decision]:
     return (
         Decision.objects.filter(system=system)
-        .select_related("entry", "model_version", "supersedes__entry")
+        # The subject: the client decision id is read with its key.
+        .select_related("entry", "model_version", "subject", "supersedes__entry")
         .prefetch_related("outcomes__entry")
     )
+
+
+def decisions_by_client_id(
+    *, system: AISystem, client_ids: list[str] | set[str]
+) -> QuerySet[Decision]:
+    """The system's decisions with these client decision ids (found by their keyed hashes);
+    a decision whose subject was erased is found by none."""
+    lookups = [
+        vault.client_id_lookup(system_id=system.pk, client_decision_id=client_id)
+        for client_id in client_ids
+    ]
+    return Decision.objects.filter(system=system, client_id_lookup__in=lookups)
 
 
 def decision_of(*, system: AISystem, decision_id: str) -> Decision | None:
@@ -36,3 +50,18 @@ def decision_by_token(*, token: str) -> Decision | None:
         .filter(subject_token=token)
         .first()
     )
+
+
+def decisions_by_client_id_search(*, queryset: QuerySet, term: str, decision_path: str) -> QuerySet:
+    """Rows of the queryset whose decision (at `decision_path`, "" for decisions) has this exact
+    client decision id. Its keyed hash is per system: the term is hashed for each system the
+    rows belong to."""
+    term = term.strip()
+    if not term:
+        return queryset
+    system_field = f"{decision_path}system_id"
+    match = Q(pk__in=[])
+    for system_id in queryset.values_list(system_field, flat=True).distinct().order_by():
+        lookup = vault.client_id_lookup(system_id=system_id, client_decision_id=term)
+        match |= Q(**{system_field: system_id, f"{decision_path}client_id_lookup": lookup})
+    return queryset.filter(match)

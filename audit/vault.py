@@ -108,11 +108,38 @@ def open_json(data_key: bytes, sealed: bytes, *, context: bytes) -> Any:
     return json.loads(_decrypt(data_key, bytes(sealed), context))
 
 
+def system_lookup(*, purpose: bytes, system_id: int, value: str) -> bytes:
+    """A keyed hash of a value an AI system names someone or something by, per system and
+    purpose: what is stored and searched instead of the value. Per system, so that two systems'
+    numbering of the same person cannot be matched; keyed, so that a guessed value can be
+    tested only by the master key's holder."""
+    return keyed_digest(purpose=purpose, data=str(system_id).encode() + b"\x00" + value.encode())
+
+
 def subject_lookup(*, system_id: int, reference: str) -> bytes:
     """A keyed hash of a subject reference, per system: the reference itself is never stored."""
-    key = _derived(b"veridict/subject-lookup/v1")
-    message = str(system_id).encode() + b"\x00" + reference.encode()
-    return hmac.new(key, message, hashlib.sha256).digest()
+    return system_lookup(
+        purpose=b"veridict/subject-lookup/v1", system_id=system_id, value=reference
+    )
+
+
+def client_id_lookup(*, system_id: int, client_decision_id: str) -> bytes:
+    """A keyed hash of a decision's client id: it stays unique and findable (retries, the API's
+    ?client_id=), while the id itself is kept only in the decision's personal part."""
+    return system_lookup(
+        purpose=b"veridict/client-decision-id/v1", system_id=system_id, value=client_decision_id
+    )
+
+
+def idempotency_lookup(*, system_id: int, key: str) -> bytes:
+    """A keyed hash of an Idempotency-Key, which is stored nowhere else."""
+    return system_lookup(purpose=b"veridict/idempotency-key/v1", system_id=system_id, value=key)
+
+
+def lookup_unlinked() -> bytes:
+    """What replaces a lookup at erasure: random, so that not even the master key's holder can
+    match the row to a guessed value any more, and unique like the lookup it replaces."""
+    return secrets.token_bytes(32)
 
 
 def commitment(*, salt: bytes, value: Any) -> str:

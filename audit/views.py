@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from audit import selectors
 from audit.models import Decision
-from audit.services.decisions import decision_personal_data
+from audit.services.subjects import decision_personal_data
 from review.models import ReviewAction, ReviewItem
 from review.selectors import decision_owner, owner_role
 from review.services import ReviewError, contest_record

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from django.db import connection, transaction
 
 from audit.models import Decision, Outcome
+from audit.services.subjects import decision_personal_data
 from bias.models import LABEL_MAX, NO_SCORE, UNKNOWN, AttributeSet, FinalOutcome, OutcomeCount
 from timestamping import canonical
 
@@ -180,8 +181,6 @@ def counts_decisions_add(*, items: Sequence[tuple[Decision, dict[str, Any] | Non
 def _current(decision: Decision) -> Dims | None:
     """Where a stored decision is counted now, or None when that can no longer be known: its
     subject was erased (the attributes are unreadable) or it was corrected by a later decision."""
-    from audit.services.decisions import decision_personal_data  # audit imports this module
-
     personal = decision_personal_data(decision)
     if personal is None:
         return None

@@ -109,6 +109,10 @@ class ReviewItem(models.Model):
         CONFIRMED = "confirmed"
         OVERRIDDEN = "overridden"
 
+    class ClosedBy(models.TextChoices):
+        REVIEW = "review", "a final review"
+        ERASURE = "erasure", "erasure of the subject's personal data"
+
     decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="review_item")
     reason = models.CharField(max_length=16, choices=Reason.choices)
     # Which rule sent it, for reason "policy" (e.g. "rule 2 (large amount)").
@@ -134,6 +138,16 @@ class ReviewItem(models.Model):
     time_spent_seconds = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Why it is closed: a final review (a ledger entry of its own), or the erasure of its
+    # subject, whose entry commits to the decision; nothing is left to review then.
+    closed_by = models.CharField(max_length=16, choices=ClosedBy.choices, blank=True)
+    erasure = models.ForeignKey(
+        "audit.Erasure",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="review_items_closed",
+    )
 
     class Meta:
         indexes = [models.Index(fields=["status", "due_at"], name="reviewitem_queue")]

@@ -16,13 +16,13 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from veridict_verify.formats import format_time
 
 from audit import vault
-from audit.models import AISystem
+from audit.models import AISystem, Decision
 from review.models import ReviewAction, ReviewItem, ReviewSettings, WebhookDelivery
 from veridict.outbound import DeliveryFailed, DestinationRefused, outbound_post
 
@@ -64,8 +64,12 @@ def webhook_signature_check(
     return hmac.compare_digest(expected, header)
 
 
-def webhook_delivery_create(*, item: ReviewItem, action: ReviewAction) -> WebhookDelivery | None:
-    """In the final review's transaction: the delivery row, and its first try after commit."""
+def webhook_delivery_create(
+    *, item: ReviewItem, action: ReviewAction, client_decision_id: str | None
+) -> WebhookDelivery | None:
+    """In the final review's transaction: the delivery row, and its first try after commit.
+    The client decision id (personal data, read by the caller) is taken out of the stored body
+    again if the subject is erased (webhook_bodies_redact)."""
     url = (
         ReviewSettings.objects.filter(system_id=item.decision.system_id)
         .values_list("webhook_url", flat=True)
@@ -79,7 +83,7 @@ def webhook_delivery_create(*, item: ReviewItem, action: ReviewAction) -> Webhoo
         "system": decision.system.slug,
         "decision": {
             "id": str(decision.entry.uuid),
-            "client_decision_id": decision.client_decision_id,
+            "client_decision_id": client_decision_id,
         },
         "review": {
             "result": item.result,
@@ -98,6 +102,17 @@ def webhook_delivery_create(*, item: ReviewItem, action: ReviewAction) -> Webhoo
     delivery.save()
     transaction.on_commit(functools.partial(_enqueue, delivery.pk))
     return delivery
+
+
+def webhook_bodies_redact(*, decisions: QuerySet[Decision]) -> None:
+    """At erasure: the client decision id becomes null in the bodies of these decisions'
+    deliveries, sent or still to send (a retry signs the body as it then is)."""
+    deliveries = WebhookDelivery.objects.filter(action__decision__in=decisions)
+    for delivery in deliveries.only("pk", "body"):
+        payload = json.loads(bytes(delivery.body))
+        payload["decision"]["client_decision_id"] = None
+        delivery.body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        delivery.save(update_fields=["body"])
 
 
 def _enqueue(delivery_id: int) -> None:

@@ -15,6 +15,7 @@ from audit import vault
 from audit.models import AISystem, Decision, ModelVersion, Subject
 from audit.services.decisions import (
     decision_envelope,
+    decision_lookups,
     decision_personal_seal,
     model_version_register,
     request_digest,
@@ -102,6 +103,8 @@ class _New:
     digest: bytes
     lookup: bytes
     supersedes: Decision | None
+    # The decision's own lookups: its client id's and its Idempotency-Key's keyed hashes.
+    decision_lookups: tuple[bytes, bytes | None]
     entry: Entry | None = None
     decision: Decision | None = None
     intake: Intake | None = None
@@ -129,21 +132,24 @@ def _answered(decision: Decision, index: int, status: int = 200) -> BulkResult:
     return BulkResult(index, status, id=str(entry.uuid), leaf_hash=bytes(entry.leaf_hash).hex())
 
 
-def _stored_decisions(system: AISystem, field_name: str, values: set[str]) -> dict[str, Decision]:
-    found: dict[str, Decision] = {}
+def _stored_decisions(
+    system: AISystem, field_name: str, values: set[bytes]
+) -> dict[bytes, Decision]:
+    """The stored decisions under these lookups (client id or Idempotency-Key hashes)."""
+    found: dict[bytes, Decision] = {}
     for chunk in _chunks(values):
         rows = (
             Decision.objects.filter(system=system, **{f"{field_name}__in": chunk})
             .select_related("entry")
             .only(
-                "idempotency_key",
-                "client_decision_id",
+                "idempotency_lookup",
+                "client_id_lookup",
                 "request_digest",
                 "entry__uuid",
                 "entry__leaf_hash",
             )
         )
-        found.update((getattr(row, field_name), row) for row in rows)
+        found.update((bytes(getattr(row, field_name)), row) for row in rows)
     return found
 
 
@@ -172,13 +178,21 @@ def _plan(system: AISystem, items: Sequence[BulkItem]) -> _Plan:
             plan.results[position] = BulkResult(item.index, 400, error=item.error)
         else:
             valid.append((position, item, item.data))
+    lookups_of = {
+        position: decision_lookups(
+            system=system,
+            client_decision_id=data["client_decision_id"],
+            idempotency_key=item.idempotency_key,
+        )
+        for position, item, data in valid
+    }
     by_key = _stored_decisions(
         system,
-        "idempotency_key",
-        {item.idempotency_key for _, item, _ in valid if item.idempotency_key},
+        "idempotency_lookup",
+        {key for _, key in lookups_of.values() if key is not None},
     )
     by_client_id = _stored_decisions(
-        system, "client_decision_id", {data["client_decision_id"] for _, _, data in valid}
+        system, "client_id_lookup", {client for client, _ in lookups_of.values()}
     )
     targets, superseded = _supersede_targets(
         system, {str(data["supersedes"]) for _, _, data in valid if data.get("supersedes")}
@@ -191,10 +205,11 @@ def _plan(system: AISystem, items: Sequence[BulkItem]) -> _Plan:
         key, index = item.idempotency_key, item.index
         digest = request_digest(data)
         client_id = data["client_decision_id"]
-        stored = by_key.get(key) if key is not None else None
+        client_lookup, key_lookup = lookups_of[position]
+        stored = by_key.get(key_lookup) if key_lookup is not None else None
         stored_field = "idempotency_key"
         if stored is None:
-            stored, stored_field = by_client_id.get(client_id), "client_decision_id"
+            stored, stored_field = by_client_id.get(client_lookup), "client_decision_id"
         if stored is not None:
             same = bytes(stored.request_digest) == digest
             plan.results[position] = (
@@ -232,7 +247,9 @@ def _plan(system: AISystem, items: Sequence[BulkItem]) -> _Plan:
         reference = data["subject_ref"]
         if reference not in lookups:
             lookups[reference] = vault.subject_lookup(system_id=system.pk, reference=reference)
-        plan.new.append(_New(position, item, data, digest, lookups[reference], supersedes))
+        plan.new.append(
+            _New(position, item, data, digest, lookups[reference], supersedes, lookups_of[position])
+        )
         if key is not None:
             body_key[key] = (position, digest)
         body_client_id[client_id] = (position, digest)
@@ -333,8 +350,8 @@ def _rows_build(system: AISystem, plan: _Plan) -> _Subjects:
         envelopes.append((entry_id, envelope))
         new.decision = Decision(
             system=system,
-            client_decision_id=data["client_decision_id"],
-            idempotency_key=new.item.idempotency_key,
+            client_id_lookup=new.decision_lookups[0],
+            idempotency_lookup=new.decision_lookups[1],
             request_digest=new.digest,
             model_version=model_version,
             subject=subjects.by_lookup[new.lookup],

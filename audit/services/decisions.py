@@ -26,7 +26,8 @@ from timestamping import canonical
 from timestamping.services import entry_append
 
 # Fields of a decision that may identify or describe the person: stored encrypted under the
-# subject's key, and in the leaf only as salted commitments.
+# subject's key, and in the leaf only as salted commitments. The client decision id is also
+# stored as a keyed hash (Decision.client_id_lookup), to find retries and answer ?client_id=.
 PERSONAL_FIELDS = (
     "client_decision_id",
     "subject_ref",
@@ -120,21 +121,40 @@ def model_version_register(
         return ModelVersion.objects.get(system=system, name=name, version=version), False
 
 
-def _existing(system: AISystem, idempotency_key: str | None, client_id: str) -> Decision | None:
-    """The decision under this idempotency key, else under this client decision id: one query."""
-    match = Q(client_decision_id=client_id)
+def decision_lookups(
+    *, system: AISystem, client_decision_id: str, idempotency_key: str | None
+) -> tuple[bytes, bytes | None]:
+    """The keyed hashes a decision is stored and found under (its client id, its key)."""
+    key_lookup = None
     if idempotency_key is not None:
-        match |= Q(idempotency_key=idempotency_key)
+        key_lookup = vault.idempotency_lookup(system_id=system.pk, key=idempotency_key)
+    client_lookup = vault.client_id_lookup(
+        system_id=system.pk, client_decision_id=client_decision_id
+    )
+    return client_lookup, key_lookup
+
+
+def _existing(
+    system: AISystem, lookups: tuple[bytes, bytes | None]
+) -> tuple[Decision, bool] | None:
+    """The decision under this idempotency key, else under this client decision id, and
+    whether it was found by the key: one query."""
+    client_lookup, key_lookup = lookups
+    match = Q(client_id_lookup=client_lookup)
+    if key_lookup is not None:
+        match |= Q(idempotency_lookup=key_lookup)
     found = list(Decision.objects.filter(match, system=system).select_related("entry")[:2])
-    by_key = [decision for decision in found if decision.idempotency_key == idempotency_key]
-    return (by_key or found or [None])[0]
+    for decision in found:
+        if key_lookup is not None and bytes(decision.idempotency_lookup or b"") == key_lookup:
+            return decision, True
+    return (found[0], False) if found else None
 
 
-def _replay(existing: Decision, digest: bytes, idempotency_key: str | None) -> Decision:
-    if bytes(existing.request_digest) != digest:
-        same_key = idempotency_key is not None and existing.idempotency_key == idempotency_key
-        raise DecisionConflict("Idempotency-Key" if same_key else "client_decision_id")
-    return existing
+def _replay(existing: tuple[Decision, bool], digest: bytes) -> Decision:
+    decision, by_key = existing
+    if bytes(decision.request_digest) != digest:
+        raise DecisionConflict("Idempotency-Key" if by_key else "client_decision_id")
+    return decision
 
 
 def decision_record(
@@ -146,28 +166,33 @@ def decision_record(
     returns the first decision; different content under either raises DecisionConflict.
     """
     digest = request_digest(data)
+    lookups = decision_lookups(
+        system=system,
+        client_decision_id=data["client_decision_id"],
+        idempotency_key=idempotency_key,
+    )
     try:
         with transaction.atomic(durable=True):
-            return _decision_create(system, data, digest, idempotency_key), True
+            return _decision_create(system, data, digest, lookups), True
     except PolicyRejected:
         # A retry of a decision recorded before the policy changed is still a retry.
-        existing = _existing(system, idempotency_key, data["client_decision_id"])
+        existing = _existing(system, lookups)
         if existing is None:
             raise
-        return _replay(existing, digest, idempotency_key), False
+        return _replay(existing, digest), False
     except IntegrityError:
         # A retry, or a concurrent twin that committed first: no lookup before the insert (a
         # round trip on every request for the rare retry), the unique constraints find them.
         # Our entry and rows are rolled back with the whole transaction (no savepoint: each is
         # a round trip), and the first request's answer is the answer.
-        existing = _existing(system, idempotency_key, data["client_decision_id"])
+        existing = _existing(system, lookups)
         if existing is None:
             if data.get("supersedes"):  # a concurrent correction of the same decision won
                 raise DecisionConflict(
                     "supersedes", "the decision was already superseded"
                 ) from None
             raise
-        return _replay(existing, digest, idempotency_key), False
+        return _replay(existing, digest), False
 
 
 def decision_envelope(
@@ -216,7 +241,7 @@ def decision_personal_seal(*, data_key: bytes, entry_uuid: Any, personal: dict[s
 
 
 def _decision_create(
-    system: AISystem, data: dict[str, Any], digest: bytes, idempotency_key: str | None
+    system: AISystem, data: dict[str, Any], digest: bytes, lookups: tuple[bytes, bytes | None]
 ) -> Decision:
     # The subject's row lock first, the log's sequence lock (a model version's entry) after:
     # the order erasure takes them too, so the two never wait on each other in a cycle.
@@ -247,8 +272,8 @@ def _decision_create(
     decision = Decision.objects.create(
         system=system,
         entry=entry,
-        client_decision_id=data["client_decision_id"],
-        idempotency_key=idempotency_key,
+        client_id_lookup=lookups[0],
+        idempotency_lookup=lookups[1],
         request_digest=digest,
         model_version=model_version,
         subject=subject,
@@ -264,17 +289,6 @@ def _decision_create(
     counts_decisions_add(items=[(decision, data.get("protected_attributes"))])
     intake_store(context=context, rows=[(decision, intake)])
     return decision
-
-
-def decision_personal_data(decision: Decision) -> dict[str, Any] | None:
-    """The decision's personal fields and salts, or None once its subject was erased."""
-    try:
-        key = subject_key(decision.subject)
-        return vault.open_json(
-            key, bytes(decision.personal_data), context=f"decision:{decision.entry.uuid}".encode()
-        )
-    except vault.VaultError:
-        return None
 
 
 def outcome_record(*, decision: Decision, actual: dict[str, Any], observed_at: Any) -> Outcome:

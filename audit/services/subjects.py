@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from audit import vault
 from audit.models import AISystem, Decision, Erasure, Subject
+from review.erasure import review_erasure_apply
 from timestamping.services import entry_append
 
 log = structlog.get_logger(__name__)
@@ -29,6 +31,32 @@ def subject_key(subject: Subject) -> bytes:
     if subject.wrapped_key is None:
         raise vault.VaultError("the subject's personal data was erased")
     return vault.data_key_unwrap(bytes(subject.wrapped_key), context=subject_key_context(subject))
+
+
+def decision_personal_data(decision: Decision) -> dict[str, Any] | None:
+    """The decision's personal fields and salts, or None once its subject was erased."""
+    try:
+        key = subject_key(decision.subject)
+        return vault.open_json(
+            key, bytes(decision.personal_data), context=f"decision:{decision.entry.uuid}".encode()
+        )
+    except vault.VaultError:
+        return None
+
+
+def decision_client_id(decision: Decision) -> str | None:
+    """The AI system's id for the decision, or None once its subject was erased: it is stored
+    only in the decision's personal part."""
+    personal = decision_personal_data(decision)
+    return None if personal is None else personal["fields"]["client_decision_id"]
+
+
+def decision_erased(decision: Decision) -> bool:
+    """Whether the decision's personal data was erased. A subject that decides again after an
+    erasure gets a new key: what came before stays erased, so the time of the last erasure
+    tells which decisions are readable."""
+    erased_at = decision.subject.erased_at
+    return erased_at is not None and decision.received_at <= erased_at
 
 
 def subject_by_reference(*, system: AISystem, reference: str) -> Subject | None:
@@ -76,6 +104,18 @@ def erasure_latest(*, subject: Subject) -> Erasure | None:
     )
 
 
+def erasure_decisions_opening(*, erasure: Erasure) -> dict[str, Any] | None:
+    """What opens a subject erasure's `decisions_commitment`: SHA-256 of the salt's bytes and
+    the RFC 8785 bytes of the sorted decision entry ids is the commitment (docs/receipts.md)."""
+    if erasure.decisions_salt is None:
+        return None
+    return {
+        "erasure_entry": str(erasure.entry.uuid),
+        "salt_b64": base64.b64encode(bytes(erasure.decisions_salt)).decode(),
+        "decisions": list(erasure.decision_ids),
+    }
+
+
 def subject_erase(
     *,
     subject: Subject,
@@ -84,12 +124,19 @@ def subject_erase(
     erased_by: Any = None,
     before: datetime | None = None,
 ) -> Erasure | None:
-    """Destroys the subject's data key and appends the erasure, naming every decision of the
-    subject, to the log; None when there is nothing to erase (erased already, or, with `before`,
-    the subject has a decision received at or after it).
+    """Destroys the subject's data key and appends the erasure, committing to every decision of
+    the subject, to the log; None when there is nothing to erase (erased already, or, with
+    `before`, the subject has a decision received at or after it).
 
     Receipts keep verifying: leaves hold only salted commitments, whose salts were encrypted
-    under the destroyed key. The free-text note is only committed in the leaf.
+    under the destroyed key. The free-text note and the list of decisions are only committed
+    in the leaf: a list in clear would tell the world that those decisions were about one
+    person. The opening (list and salt) is kept with the erasure, for staff to show.
+
+    The decisions' lookups (client id, Idempotency-Key, request digest) are replaced by random
+    bytes, so that not even the master key's holder can match them to a guessed applicant
+    number afterwards. A retry of an erased decision is then recorded as a new one: by then the
+    request is no retry but personal data sent again, which the system answers for.
     """
     if reason not in Erasure.Reason.values:
         raise ValueError(f"reason must be one of {Erasure.Reason.values}")
@@ -105,8 +152,10 @@ def subject_erase(
         # Checked under the lock: a decision recorded since the caller chose this subject.
         if before is not None and decisions.filter(received_at__gte=before).exists():
             return None
-        decision_ids = sorted(str(uuid) for uuid in decisions.values_list("entry__uuid", flat=True))
+        rows = list(decisions.select_related("entry").only("pk", "entry__uuid"))
+        decision_ids = sorted(str(row.entry.uuid) for row in rows)
         salt = vault.salt_new() if note else None
+        decisions_salt = vault.salt_new()
         entry, _ = entry_append(
             kind="erasure",
             envelope={
@@ -114,7 +163,7 @@ def subject_erase(
                 "system": locked.system.slug,
                 "reason": reason,
                 "note": vault.commitment(salt=salt, value=note) if salt else None,
-                "decisions": decision_ids,
+                "decisions_commitment": vault.commitment(salt=decisions_salt, value=decision_ids),
             },
         )
         now = timezone.now()
@@ -124,11 +173,21 @@ def subject_erase(
             reason=reason,
             subject=locked,
             decisions=len(decision_ids),
+            decision_ids=decision_ids,
+            decisions_salt=decisions_salt,
             note=note,
             note_salt=salt,
             erased_by=erased_by if getattr(erased_by, "pk", None) else None,
             erased_at=now,
         )
+        for row in rows:
+            row.client_id_lookup = vault.lookup_unlinked()
+            row.idempotency_lookup = None
+            row.request_digest = vault.lookup_unlinked()
+        Decision.objects.bulk_update(
+            rows, ["client_id_lookup", "idempotency_lookup", "request_digest"], batch_size=1000
+        )
+        review_erasure_apply(erasure=erasure, decisions=decisions)
         locked.wrapped_key = None
         locked.erased_at = now
         locked.erasure_entry = entry

@@ -8,6 +8,7 @@ from typing import Any
 from django.urls import reverse
 from django.utils.html import format_html
 
+from audit.admin import decision_label
 from audit.models import Decision
 
 
@@ -30,7 +31,7 @@ def json_text(value: Any) -> str | None:
 
 def decision_link(decision: Decision) -> str:
     url = reverse("admin:audit_decision_change", args=[decision.pk])
-    return format_html('<a href="{}">{}</a>', url, decision.client_decision_id)
+    return format_html('<a href="{}">{}</a>', url, decision_label(decision))
 
 
 def user_name(user: Any) -> str:

@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from audit.admin import DecisionAdmin, ReadOnlyAdmin
+from audit.admin import ClientIdSearchMixin, DecisionAdmin, ReadOnlyAdmin, decision_label
 from audit.models import Decision
 from review import selectors
 from review.admin.common import decision_link
@@ -49,7 +49,7 @@ def assign_owner(
             try:
                 attribution = decision_attribute(decision=decision, owner=owner, by=request.user)
             except ReviewError as exc:
-                refused.append(f"{decision.client_decision_id}: {exc}")
+                refused.append(f"{decision_label(decision)}: {exc}")
                 continue
             assigned += 1
             admin_event_record(
@@ -76,7 +76,10 @@ def assign_owner(
         **modeladmin.admin_site.each_context(request),
         "opts": modeladmin.model._meta,
         "title": "Assign an accountable owner",
-        "decisions": queryset.select_related("system")[:50],
+        "decisions": [
+            (decision_label(decision), decision)
+            for decision in queryset.select_related("system", "subject", "entry")[:50]
+        ],
         "decision_count": queryset.count(),
         "form": form,
         "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
@@ -143,7 +146,7 @@ class ReviewedDecisionAdmin(AssignOwnerMixin, DecisionAdmin):
             try:
                 item = review_item_open(decision=decision, by=request.user)
             except ReviewError as exc:
-                refused.append(f"{decision.client_decision_id}: {exc}")
+                refused.append(f"{decision_label(decision)}: {exc}")
                 continue
             sent += 1
             admin_event_record(
@@ -193,12 +196,11 @@ def chain_table(chain: list[dict[str, Any]]) -> str:
 
 
 @admin.register(UnattributedDecision)
-class UnattributedDecisionAdmin(AssignOwnerMixin, ReadOnlyAdmin):
+class UnattributedDecisionAdmin(AssignOwnerMixin, ClientIdSearchMixin, ReadOnlyAdmin):
     list_display = ("decision_column", "system", "model_version", "received_at")
     list_display_links = None
     list_filter = (("system", admin.RelatedOnlyFieldListFilter),)
-    list_select_related = ("system", "model_version")
-    search_fields = ("client_decision_id",)
+    list_select_related = ("system", "model_version", "subject", "entry")
     actions = [assign_owner]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[UnattributedDecision]:
@@ -206,6 +208,6 @@ class UnattributedDecisionAdmin(AssignOwnerMixin, ReadOnlyAdmin):
         queryset = super().get_queryset(request).filter(pk__in=unattributed)
         return scoped(queryset, request.user, "system")
 
-    @admin.display(description="decision", ordering="client_decision_id")
+    @admin.display(description="decision", ordering="entry__seq")
     def decision_column(self, decision: Decision) -> str:
         return decision_link(decision)

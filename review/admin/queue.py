@@ -19,8 +19,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.admin import ClientIdSearchMixin, decision_label
 from audit.models import AISystem
-from audit.services.decisions import decision_personal_data
+from audit.services.subjects import decision_personal_data
 from review import selectors
 from review.admin.common import id_param, json_block, json_text
 from review.models import ReviewItem
@@ -168,12 +169,12 @@ ACTIONS: dict[str, tuple[type[forms.Form], str]] = {
 
 
 @admin.register(ReviewItem)
-class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReviewItemAdmin(ClientIdSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "decision_column",
         "system_column",
         "reason_column",
-        "status",
+        "status_column",
         "due_column",
         "claimed_by",
         "result",
@@ -184,14 +185,14 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "reason",
         ("decision__system", admin.RelatedOnlyFieldListFilter),
     )
-    list_select_related = ("decision__system", "claimed_by")
-    search_fields = ("decision__client_decision_id",)
+    list_select_related = ("decision__system", "decision__subject", "decision__entry", "claimed_by")
+    decision_path = "decision__"
     change_form_template = "admin/review/reviewitem/change_form.html"
     fields = readonly_fields = (
         "decision_column",
         "system_column",
         "reason_column",
-        "status",
+        "status_column",
         "due_column",
         "claimed_by",
         "claimed_at",
@@ -224,9 +225,9 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_ordering(self, request: HttpRequest) -> list[str]:
         return ["overdue_rank", "due_at"]
 
-    @admin.display(description="decision", ordering="decision__client_decision_id")
+    @admin.display(description="decision", ordering="decision__entry__seq")
     def decision_column(self, item: ReviewItem) -> str:
-        return item.decision.client_decision_id
+        return decision_label(item.decision)
 
     @admin.display(description="AI system", ordering="decision__system__name")
     def system_column(self, item: ReviewItem) -> str:
@@ -236,6 +237,12 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def reason_column(self, item: ReviewItem) -> str:
         detail = f": {item.reason_detail}" if item.reason_detail else ""
         return f"{item.get_reason_display()}{detail}"
+
+    @admin.display(description="status", ordering="status")
+    def status_column(self, item: ReviewItem) -> str:
+        if item.closed_by == ReviewItem.ClosedBy.ERASURE:
+            return f"{item.get_status_display()}: {item.get_closed_by_display()}"
+        return item.get_status_display()
 
     @admin.display(description="due", ordering="due_at")
     def due_column(self, item: ReviewItem) -> str:
@@ -294,6 +301,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 item=item,
                 decision=decision,
                 decision_url=reverse("admin:audit_decision_change", args=[decision.pk]),
+                decision_label=decision_label(decision),
                 # What the reviewer needs to judge the decision; protected attributes are
                 # left out on purpose, so that they cannot sway the review.
                 inputs=json_text(fields.get("inputs")),
@@ -362,7 +370,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         waiting = item.status == ReviewItem.Status.AWAITING_APPROVAL
         messages.success(
             request,
-            f"{done}: {item.decision.client_decision_id} is now "
+            f"{done}: {decision_label(item.decision)} is now "
             f"{item.get_status_display().lower()}"
             + (" until a second reviewer approves the override." if waiting else "."),
         )

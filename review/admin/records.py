@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from audit.admin import ReadOnlyAdmin, _entry_link
+from audit.admin import ClientIdSearchMixin, ReadOnlyAdmin, _entry_link
 from review import selectors
 from review.admin.common import json_block, user_name
 from review.models import (
@@ -20,11 +20,12 @@ from timestamping.admin import LedgerAdmin
 
 
 @admin.register(ReviewAction)
-class ReviewActionAdmin(LedgerAdmin):
+class ReviewActionAdmin(ClientIdSearchMixin, LedgerAdmin):
     list_display = ("created_at", "kind", "decision", "actor_pseudonym")
     list_filter = ("kind",)
     list_select_related = ("decision__system",)
-    search_fields = ("decision__client_decision_id", "=actor_pseudonym")
+    decision_path = "decision__"
+    search_fields = ("=actor_pseudonym",)
     fields = readonly_fields = (
         "decision",
         "item",

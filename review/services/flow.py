@@ -15,11 +15,13 @@ from django.utils import timezone
 
 from audit.models import Decision
 from audit.serializers import OutputSerializer
+from audit.services.subjects import decision_client_id, decision_erased
 from review.errors import (
     ContestError,
     FourEyesRequired,
     InvalidOutput,
     NotAllowed,
+    SubjectErased,
     WrongState,
     WrongUser,
 )
@@ -93,9 +95,12 @@ def _finalise(item: ReviewItem, action: ReviewAction, result: str, output: dict[
     item.final_output = output
     item.proposed_output = None
     item.closed_at = timezone.now()
+    item.closed_by = ReviewItem.ClosedBy.REVIEW
     item.save()
     counts_final_set(decision=item.decision, final_output=output)
-    webhook_delivery_create(item=item, action=action)
+    webhook_delivery_create(
+        item=item, action=action, client_decision_id=decision_client_id(item.decision)
+    )
 
 
 def review_settings_get_or_create(*, system: Any) -> ReviewSettings:
@@ -133,6 +138,9 @@ def review_item_open(
     """Puts a decision in the queue by hand (or reopens its closed item)."""
     if by is not None:
         _require(by, PERM_REVIEW, decision, "send to review")
+    if decision_erased(decision):
+        # Nothing left to judge, and no review step could be added: it would stay open for good.
+        raise SubjectErased("the personal data of this decision was erased: nothing to review")
     with transaction.atomic(durable=True):
         item, created = _item_get_or_create(decision, reason, "")
         return item if created else _item_reopen(item, reason, "")
@@ -174,6 +182,8 @@ def _item_reopen(item: ReviewItem, reason: str, detail: str) -> ReviewItem:
         item.time_spent_seconds = 0
         item.created_at = timezone.now()
         item.closed_at = None
+        item.closed_by = ""
+        item.erasure = None
         item.due_at = due_at(hours=_deadline_hours(item.decision))
     elif item.reason == ReviewItem.Reason.CONTEST:
         # A pending contest stays one: the subject page says it awaits review, and the subject

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import threading
@@ -10,6 +12,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import rfc8785
 from django.contrib.auth.models import Permission, User
 from django.core.files.base import ContentFile
 from django.db import connection
@@ -19,8 +22,11 @@ from veridict_verify.receipt import receipt_verify
 from audit import vault
 from audit.models import Decision, Document, Erasure, Subject
 from audit.services import decisions as decisions_service
-from audit.services.decisions import decision_personal_data
-from audit.services.subjects import subject_erase
+from audit.services.subjects import (
+    decision_personal_data,
+    erasure_decisions_opening,
+    subject_erase,
+)
 from timestamping import keys
 from timestamping.models import Entry
 from timestamping.selectors import receipt_get
@@ -87,8 +93,17 @@ def test_an_erased_subjects_receipts_still_verify_and_its_data_no_longer_decrypt
     assert kept["fields"]["subject_ref"] == "b-7"
     leaf = json.loads(bytes(erasure_entry.canonical))
     assert erasure_entry.kind == "erasure"
-    assert leaf["body"]["decisions"] == sorted([first["id"], second["id"]])
+    assert "decisions" not in leaf["body"]
     assert leaf["body"]["reason"] == "request"
+    for erased in (first, second):
+        assert erased["id"] not in bytes(erasure_entry.canonical).decode()
+    erasure = Erasure.objects.get(entry=erasure_entry)
+    opening = erasure_decisions_opening(erasure=erasure)
+    assert opening["decisions"] == sorted([first["id"], second["id"]])
+    salt = base64.b64decode(opening["salt_b64"])
+    # As docs/receipts.md tells a holder of the opening to check it.
+    committed = hashlib.sha256(salt + rfc8785.dumps(opening["decisions"])).hexdigest()
+    assert leaf["body"]["decisions_commitment"] == committed
 
 
 def test_the_erasure_reason_is_kept_but_only_committed_in_the_leaf(
@@ -253,4 +268,7 @@ def test_a_decision_committing_while_its_subject_is_erased_is_named_by_the_erasu
     assert erasure is not None and erasure.decisions == 2
     acknowledged = Decision.objects.get(entry__uuid=answers[0].json()["id"])
     leaf = json.loads(bytes(erasure.entry.canonical))["body"]
-    assert str(acknowledged.entry.uuid) in leaf["decisions"]
+    assert str(acknowledged.entry.uuid) in erasure.decision_ids
+    assert leaf["decisions_commitment"] == vault.commitment(
+        salt=bytes(erasure.decisions_salt), value=erasure.decision_ids
+    )

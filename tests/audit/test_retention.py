@@ -14,10 +14,10 @@ from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
 from structlog.testing import capture_logs
 
+from audit import vault
 from audit.models import AISystem, Decision, Document, Erasure, Subject
-from audit.services.decisions import decision_personal_data
 from audit.services.retention import retention_sweep
-from audit.services.subjects import subject_by_reference, subject_erase
+from audit.services.subjects import decision_personal_data, subject_by_reference, subject_erase
 from audit.tasks import retention_sweep_task
 from timestamping.models import Entry
 from timestamping.services import entry_append
@@ -77,7 +77,9 @@ def test_a_subject_is_erased_once_all_its_decisions_are_past_retention(
     erasure = Erasure.objects.get()
     leaf = json.loads(bytes(erasure.entry.canonical))["body"]
     assert leaf["reason"] == "retention"
-    assert leaf["decisions"] == sorted([str(old.entry.uuid), str(also_old.entry.uuid)])
+    assert erasure.decision_ids == sorted([str(old.entry.uuid), str(also_old.entry.uuid)])
+    salt = bytes(erasure.decisions_salt)
+    assert leaf["decisions_commitment"] == vault.commitment(salt=salt, value=erasure.decision_ids)
     erased_logs = [line for line in logs if line["event"] == "subject_erased"]
     assert [(line["reason"], line["entry"]) for line in erased_logs] == [
         ("retention", str(erasure.entry.uuid))

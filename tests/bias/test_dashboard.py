@@ -11,9 +11,11 @@ from django.contrib.auth.models import Permission, User
 from django.contrib.staticfiles import finders
 
 from audit.models import AISystem, Decision, ModelVersion
+from audit.selectors import decisions_by_client_id
 from audit.serializers import DecisionSerializer
 from audit.services.bulk import BulkItem, decisions_bulk_record
 from audit.services.decisions import outcome_record
+from audit.services.subjects import decision_client_id
 from bias import dashboard
 from bias.selectors import bias_report_build
 from tests.audit.conftest import AISystemFactory
@@ -55,12 +57,12 @@ def blocks_record(system: AISystem, blocks: Iterable[dict[str, Any]]) -> None:
                 actuals[f"{system.slug}-{number}"] = block["actual"]
     results = decisions_bulk_record(system=system, items=items)
     assert all(result.status == 201 for result in results), results
-    for decision in Decision.objects.filter(client_decision_id__in=list(actuals)).select_related(
+    for decision in decisions_by_client_id(system=system, client_ids=list(actuals)).select_related(
         "entry", "subject", "system"
     ):
         outcome_record(
             decision=decision,
-            actual={"label": actuals[decision.client_decision_id]},
+            actual={"label": actuals[decision_client_id(decision)]},
             observed_at=decision.occurred_at,
         )
 

@@ -9,7 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import Decision, Outcome
-from audit.services.decisions import decision_personal_data
+from audit.selectors import decisions_by_client_id
+from audit.services.subjects import decision_client_id, decision_personal_data
 from tests.audit.conftest import AISystemFactory
 from timestamping.models import Entry
 
@@ -69,7 +70,7 @@ def test_good_rows_become_decisions_with_their_outcomes(system, tmp_path):
     path.write_text(HEADER + GOOD)
     out, _ = run(path, system.slug)
     assert "3 decisions imported, 0 already there; 2 outcomes imported" in out
-    decisions = {d.client_decision_id: d for d in Decision.objects.filter(system=system)}
+    decisions = {decision_client_id(d): d for d in Decision.objects.filter(system=system)}
     assert sorted(decisions) == ["loan-1", "loan-2", "loan-3"]
     first = decisions["loan-1"]
     assert first.output == {"label": "approve", "score": 0.81}
@@ -80,7 +81,7 @@ def test_good_rows_become_decisions_with_their_outcomes(system, tmp_path):
     assert decision_personal_data(decisions["loan-3"])["fields"]["protected_attributes"] == {
         "race": "White"
     }
-    outcomes = {o.decision.client_decision_id: o.actual for o in Outcome.objects.all()}
+    outcomes = {decision_client_id(o.decision): o.actual for o in Outcome.objects.all()}
     assert outcomes == {"loan-1": {"label": "repaid"}, "loan-3": {"label": "defaulted"}}
     assert Entry.objects.filter(kind="decision").count() == 3
     assert Entry.objects.filter(kind="outcome").count() == 2
@@ -127,7 +128,10 @@ def test_the_same_client_id_with_other_content_is_refused_on_its_line(system, tm
             stdout=io.StringIO(), stderr=err,
         )  # fmt: skip
     assert "line 2: client_decision_id: client_decision_id was already used" in err.getvalue()
-    assert Decision.objects.get(client_decision_id="loan-1").output["label"] == "approve"
+    assert decisions_by_client_id(system=system, client_ids=["loan-1"]).get().output == {
+        "label": "approve",
+        "score": 0.81,
+    }
 
 
 def test_line_numbers_count_lines_of_the_file_not_records(system, tmp_path):

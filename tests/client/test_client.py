@@ -14,6 +14,7 @@ import pytest
 from veridict_client import ApiError, TransportError, VeridictClient
 from veridict_verify.receipt import receipt_verify
 
+from audit import vault
 from audit.models import AISystem, Decision, Document, Outcome
 from audit.services.systems import api_key_create
 from timestamping import keys
@@ -190,7 +191,10 @@ def test_a_retry_after_a_lost_answer_makes_exactly_one_decision(make_client, pro
 def test_a_given_idempotency_key_is_the_one_sent(make_client, proxy):
     make_client().decision_record(decision(), idempotency_key="my-key-1")
     assert proxy.seen[0].headers["Idempotency-Key"] == "my-key-1"
-    assert Decision.objects.get().idempotency_key == "my-key-1"
+    stored = Decision.objects.get()
+    assert bytes(stored.idempotency_lookup) == vault.idempotency_lookup(
+        system_id=stored.system_id, key="my-key-1"
+    )
 
 
 def test_a_429_waits_as_retry_after_says(make_client, proxy, waits):

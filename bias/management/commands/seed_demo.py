@@ -17,7 +17,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from tqdm import tqdm
 
+from audit import vault
 from audit.models import AISystem, Decision
+from audit.selectors import decisions_by_client_id
 from audit.serializers import DecisionSerializer
 from audit.services.bulk import BulkItem, decisions_bulk_record
 from audit.services.decisions import model_version_register, outcome_record
@@ -168,10 +170,13 @@ class Command(BaseCommand):
         # The system's creation day fixes the dates, so every run makes the same requests.
         end = system.created_at.replace(hour=0, minute=0, second=0, microsecond=0)
         wanted = demo_decisions(count=decisions, seed=seed, end=end)
-        stored = set(
-            Decision.objects.filter(system=system).values_list("client_decision_id", flat=True)
-        )
-        new = [d for d in wanted if d.request["client_decision_id"] not in stored]
+        stored = {
+            bytes(lookup)
+            for lookup in Decision.objects.filter(system=system).values_list(
+                "client_id_lookup", flat=True
+            )
+        }
+        new = [d for d in wanted if _lookup(system, d.request) not in stored]
         with tqdm(
             total=len(new), unit="decision", desc="decisions", disable=no_progress, file=sys.stderr
         ) as progress:
@@ -236,14 +241,22 @@ class Command(BaseCommand):
             and demo.request["output"]["score"] >= REVIEW_FROM_SCORE
         }
         chosen = sorted(close)[: REVIEWS * 2 : 2]  # every other one: a sample, not all
-        decisions = Decision.objects.filter(
-            system=system, client_decision_id__in=chosen, review_item__isnull=True
-        ).select_related("entry", "subject", "system")
+        by_lookup = {
+            vault.client_id_lookup(system_id=system.pk, client_decision_id=client_id): client_id
+            for client_id in chosen
+        }
+        decisions = decisions_by_client_id(system=system, client_ids=chosen).filter(
+            review_item__isnull=True
+        )
+        found = sorted(
+            (by_lookup[bytes(decision.client_id_lookup)], decision)
+            for decision in decisions.select_related("entry", "subject", "system")
+        )
         done = 0
-        for decision in decisions.order_by("client_decision_id"):
+        for client_id, decision in found:
             item = review_item_open(decision=decision, by=reviewer)
             item = review_claim(item=item, reviewer=reviewer)
-            if close[decision.client_decision_id] == "female":
+            if close[client_id] == "female":
                 review_override(
                     item=item,
                     reviewer=reviewer,
@@ -261,14 +274,21 @@ class Command(BaseCommand):
     def _outcomes_missing(
         system: AISystem, wanted: list[DemoDecision]
     ) -> list[tuple[Decision, dict[str, Any]]]:
-        by_client_id = {d.request["client_decision_id"]: d.outcome for d in wanted if d.outcome}
+        by_lookup = {_lookup(system, d.request): d.outcome for d in wanted if d.outcome}
         decisions = (
             Decision.objects.filter(system=system, outcomes__isnull=True)
             .select_related("entry", "system", "subject")
             .order_by("pk")
         )
         return [
-            (decision, by_client_id[decision.client_decision_id])
+            (decision, by_lookup[bytes(decision.client_id_lookup)])
             for decision in decisions
-            if decision.client_decision_id in by_client_id
+            if bytes(decision.client_id_lookup) in by_lookup
         ]
+
+
+def _lookup(system: AISystem, request: dict[str, Any]) -> bytes:
+    """How a demo request's decision is found once stored (its client id's keyed hash)."""
+    return vault.client_id_lookup(
+        system_id=system.pk, client_decision_id=request["client_decision_id"]
+    )
