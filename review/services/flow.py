@@ -13,7 +13,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit.models import Decision
+from audit.models import Decision, Subject
 from audit.serializers import OutputSerializer
 from audit.services.subjects import decision_client_id, decision_erased
 from review.errors import (
@@ -138,10 +138,15 @@ def review_item_open(
     """Puts a decision in the queue by hand (or reopens its closed item)."""
     if by is not None:
         _require(by, PERM_REVIEW, decision, "send to review")
-    if decision_erased(decision):
-        # Nothing left to judge, and no review step could be added: it would stay open for good.
-        raise SubjectErased("the personal data of this decision was erased: nothing to review")
     with transaction.atomic(durable=True):
+        # The subject's row lock, which subject_erase holds while it closes the items: an
+        # erasure either finished before this check or closes the item made here.
+        decision.subject = Subject.objects.select_for_update(of=("self",)).get(
+            pk=decision.subject_id
+        )
+        if decision_erased(decision):
+            # Nothing left to judge, and no review step could be added: it would stay open.
+            raise SubjectErased("the personal data of this decision was erased: nothing to review")
         item, created = _item_get_or_create(decision, reason, "")
         return item if created else _item_reopen(item, reason, "")
 
