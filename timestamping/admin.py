@@ -84,7 +84,7 @@ class BatchAdmin(LedgerAdmin):
         "tree_size",
         "first_seq",
         "last_seq",
-        "skipped_seqs",
+        "skipped_ranges",
         "root_hex",
         "prev_header_hash_hex",
         "header_hash_hex",
