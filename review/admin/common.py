@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.urls import reverse
 from django.utils.html import format_html
 
 from audit.models import Decision
+from veridict.admin_links import admin_link
 
 
 def id_param(value: str | None) -> int | None:
@@ -29,8 +29,7 @@ def json_text(value: Any) -> str | None:
 
 
 def decision_link(decision: Decision) -> str:
-    url = reverse("admin:audit_decision_change", args=[decision.pk])
-    return format_html('<a href="{}">{}</a>', url, decision.client_decision_id)
+    return admin_link(decision, decision.client_decision_id)
 
 
 def user_name(user: Any) -> str:
