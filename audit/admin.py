@@ -89,7 +89,7 @@ class EraseForm(forms.Form):
     )
 
 
-def entry_link(entry: Entry | None) -> str:
+def entry_admin_link(entry: Entry | None) -> str:
     """The entry's id, linked to its admin page for staff who may read the log."""
     return admin_link(entry, entry.uuid) if entry is not None else "-"
 
@@ -203,7 +203,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, version: ModelVersion) -> str:
-        return entry_link(version.entry)
+        return entry_admin_link(version.entry)
 
 
 @admin.register(Subject)
@@ -232,7 +232,7 @@ class SubjectAdmin(ReadOnlyAdmin):
 
     @admin.display(description="last erasure entry")
     def erasure_entry_link(self, subject: Subject) -> str:
-        return entry_link(subject.erasure_entry)
+        return entry_admin_link(subject.erasure_entry)
 
 
 @admin.register(Decision)
@@ -283,7 +283,7 @@ class DecisionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, decision: Decision) -> str:
-        return entry_link(decision.entry)
+        return entry_admin_link(decision.entry)
 
     @admin.display(description="receipt")
     def receipt(self, decision: Decision) -> str:
@@ -359,7 +359,7 @@ class OutcomeAdmin(ReadOnlyAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, outcome: Outcome) -> str:
-        return entry_link(outcome.entry)
+        return entry_admin_link(outcome.entry)
 
 
 @admin.register(Document)
@@ -392,7 +392,7 @@ class DocumentAdmin(ReadOnlyAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, document: Document) -> str:
-        return entry_link(document.entry)
+        return entry_admin_link(document.entry)
 
 
 @admin.register(Erasure)
@@ -417,4 +417,4 @@ class ErasureAdmin(ReadOnlyAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, erasure: Erasure) -> str:
-        return entry_link(erasure.entry)
+        return entry_admin_link(erasure.entry)

@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from audit.admin import entry_link
+from audit.admin import entry_admin_link
 from audit.models import AISystem
 from review.admin.common import id_param, json_block
 from review.models import (
@@ -148,7 +148,7 @@ class PolicySetAdmin(LedgerAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, policy: PolicySet) -> str:
-        return entry_link(policy.entry)
+        return entry_admin_link(policy.entry)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from audit.admin import ReadOnlyAdmin, entry_link
+from audit.admin import ReadOnlyAdmin, entry_admin_link
 from review import selectors
 from review.admin.common import json_block, user_name
 from review.models import (
@@ -58,7 +58,7 @@ class ReviewActionAdmin(LedgerAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, action: ReviewAction) -> str:
-        return entry_link(action.entry)
+        return entry_admin_link(action.entry)
 
 
 @admin.register(DecisionOwner)
@@ -93,7 +93,7 @@ class DecisionOwnerAdmin(ReadOnlyAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, owner: DecisionOwner) -> str:
-        return entry_link(owner.entry)
+        return entry_admin_link(owner.entry)
 
 
 @admin.register(WebhookDelivery)
