@@ -39,6 +39,7 @@ from audit.services.subjects import (
 from review.permissions import scoped
 from timestamping.admin import ReadOnlyAdminMixin
 from timestamping.models import Entry
+from veridict.admin_links import PermittedLinksAdmin, admin_link
 
 ERASE_PERMISSION = "audit.erase_subject"
 SUBJECTS_LISTED = 50
@@ -95,11 +96,9 @@ class EraseForm(forms.Form):
     )
 
 
-def _entry_link(entry: Entry | None) -> str:
-    if entry is None:
-        return "-"
-    url = reverse("admin:timestamping_entry_change", args=[entry.pk])
-    return format_html('<a href="{}">{}</a>', url, entry.uuid)
+def entry_admin_link(entry: Entry | None) -> str:
+    """The entry's id, linked to its admin page for staff who may read the log."""
+    return admin_link(entry, entry.uuid) if entry is not None else "-"
 
 
 def decision_label(decision: Decision) -> str:
@@ -135,7 +134,7 @@ class ClientIdSearchMixin:
         return found | others, duplicates
 
 
-class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, PermittedLinksAdmin):
     """Rows recorded together with their entries: the log is their history, so the admin shows
     them and changes nothing."""
 
@@ -244,7 +243,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, version: ModelVersion) -> str:
-        return _entry_link(version.entry)
+        return entry_admin_link(version.entry)
 
 
 @admin.register(Subject)
@@ -273,7 +272,7 @@ class SubjectAdmin(ReadOnlyAdmin):
 
     @admin.display(description="last erasure entry")
     def erasure_entry_link(self, subject: Subject) -> str:
-        return _entry_link(subject.erasure_entry)
+        return entry_admin_link(subject.erasure_entry)
 
 
 @admin.register(Decision)
@@ -300,7 +299,7 @@ class DecisionAdmin(ClientIdSearchMixin, ReadOnlyAdmin):
         "confidence",
         "threshold",
         "solely_automated",
-        "subject",
+        "subject_link",
         "personal_data_state",
         "entry_link",
         "receipt",
@@ -317,9 +316,13 @@ class DecisionAdmin(ClientIdSearchMixin, ReadOnlyAdmin):
             return f"erased {decision.subject.erased_at:%Y-%m-%d %H:%M} UTC"
         return "held, encrypted"
 
+    @admin.display(description="subject")
+    def subject_link(self, decision: Decision) -> str:
+        return admin_link(decision.subject)
+
     @admin.display(description="entry")
     def entry_link(self, decision: Decision) -> str:
-        return _entry_link(decision.entry)
+        return entry_admin_link(decision.entry)
 
     @admin.display(description="receipt")
     def receipt(self, decision: Decision) -> str:
@@ -395,7 +398,7 @@ class OutcomeAdmin(ClientIdSearchMixin, ReadOnlyAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, outcome: Outcome) -> str:
-        return _entry_link(outcome.entry)
+        return entry_admin_link(outcome.entry)
 
 
 @admin.register(Document)
@@ -428,7 +431,7 @@ class DocumentAdmin(ReadOnlyAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, document: Document) -> str:
-        return _entry_link(document.entry)
+        return entry_admin_link(document.entry)
 
 
 @admin.register(Erasure)
@@ -454,7 +457,7 @@ class ErasureAdmin(ReadOnlyAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, erasure: Erasure) -> str:
-        return _entry_link(erasure.entry)
+        return entry_admin_link(erasure.entry)
 
     @admin.display(description="opening of the decisions commitment")
     def decisions_opening(self, erasure: Erasure) -> str:

@@ -300,7 +300,7 @@ def log_revert(mark: LogMark) -> None:
         cursor.execute(f"DELETE FROM {Tile._meta.db_table} WHERE id > %s", [mark.tile_id])  # noqa: S608
         cursor.execute(f"DELETE FROM {ENTRY_TABLE} WHERE seq > %s", [mark.last_seq])  # noqa: S608
         # Rewound, so that the next entries continue the sealed ones: a gap would be sealed as a
-        # list of skipped seqs, which is not what the benchmark measures.
+        # range of skipped seqs, which is not what the benchmark measures.
         cursor.execute(
             "SELECT setval(pg_get_serial_sequence(%s, 'seq'), %s, %s)",
             [ENTRY_TABLE, max(mark.last_seq, 1), mark.last_seq > 0],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from datetime import UTC, datetime, timedelta
@@ -209,3 +210,43 @@ def tsa_chain_make(directory: Path) -> SimpleNamespace:
 @pytest.fixture
 def tsa_chain(tmp_path: Path) -> SimpleNamespace:
     return tsa_chain_make(tmp_path / "chain-pki")
+
+@pytest.fixture
+def seq_gap():
+    """Leaves `count` seqs unused before the next entry, as a rolled-back bulk of `count` records
+    does. On PostgreSQL it is one: the sequence hands out numbers that a rollback does not return.
+    SQLite's AUTOINCREMENT counter rolls back with the transaction, so there the counter is moved
+    on by hand to the same effect."""
+    import hashlib
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from timestamping.models import Entry
+
+    class RolledBack(Exception):
+        pass
+
+    def make(count: int) -> None:
+        if connection.vendor == "postgresql":
+            now = timezone.now()
+            with contextlib.suppress(RolledBack), transaction.atomic():
+                Entry.objects.bulk_create(
+                    Entry(
+                        kind="rolled-back",
+                        received_at=now,
+                        canonical=b"{}",
+                        leaf_hash=hashlib.sha256(b"rolled-back %d" % n).digest(),
+                        set_note="",
+                    )
+                    for n in range(count)
+                )
+                raise RolledBack
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE sqlite_sequence SET seq = seq + %s WHERE name = %s",
+                    [count, Entry._meta.db_table],
+                )
+
+    return make

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from timestamping.models import Anchor, Batch, Entry, LogKey, Tile
+from veridict.admin_links import PermittedLinksAdmin
 
 
 def _hex(value: bytes | memoryview | None) -> str:
@@ -31,7 +32,7 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class LedgerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class LedgerAdmin(ReadOnlyAdminMixin, PermittedLinksAdmin):
     """Ledger rows are written by services only, and a changed row would break every proof
     that covers it."""
 
@@ -84,7 +85,7 @@ class BatchAdmin(LedgerAdmin):
         "tree_size",
         "first_seq",
         "last_seq",
-        "skipped_seqs",
+        "skipped_ranges",
         "root_hex",
         "prev_header_hash_hex",
         "header_hash_hex",

@@ -26,6 +26,7 @@ from veridict_verify.timestamp import TimestampError, timestamp_verify
 
 from timestamping.anchor_backends import BUILTIN, backends_configured
 from timestamping.models import Anchor, Batch, Entry, LogKey, Tile
+from timestamping.seq_ranges import SkippedSeqs, seq_ranges_well_formed
 from timestamping.tree import HASH, TILE_HEIGHT, TILE_WIDTH
 
 # Rows fetched per round trip; entries are streamed, never all loaded.
@@ -318,7 +319,7 @@ class _LedgerCheck:
 
     # --- batches ----------------------------------------------------------------------------
 
-    def _batch_open(self, batch: Batch) -> set[int]:
+    def _batch_open(self, batch: Batch) -> SkippedSeqs:
         where = {"batch": batch.number}
         if batch.number != self.prev_number + 1:
             raise _fail(
@@ -345,29 +346,29 @@ class _LedgerCheck:
                 f"of batch {self.prev_number}",
                 **where,
             )
-        skipped_list = batch.skipped_seqs
-        if not isinstance(skipped_list, list) or not all(
-            isinstance(seq, int) and batch.first_seq <= seq < batch.last_seq for seq in skipped_list
+        if not seq_ranges_well_formed(
+            batch.skipped_ranges, first_seq=batch.first_seq, last_seq=batch.last_seq
         ):
             raise _fail(
-                "skipped_seqs", "skipped_seqs are not seqs before last_seq in this batch", **where
+                "skipped_seqs",
+                "skipped_ranges are not ascending, merged [first, last] seq ranges before "
+                "last_seq in this batch",
+                **where,
             )
-        skipped = set(skipped_list)
-        covered = batch.last_seq - batch.first_seq + 1 - len(skipped)
+        skipped = batch.skipped
+        covered = batch.last_seq - batch.first_seq + 1 - skipped.total
         if covered != batch.tree_size - batch.prev_tree_size:
             raise _fail(
                 "skipped_seqs",
-                f"seqs {batch.first_seq}..{batch.last_seq} minus {len(skipped)} skipped are "
+                f"seqs {batch.first_seq}..{batch.last_seq} minus {skipped.total} skipped are "
                 f"{covered} leaves, but the tree grows by {batch.tree_size - batch.prev_tree_size}",
                 **where,
             )
         return skipped
 
-    def _batch_entries(self, batch: Batch, skipped: set[int], entries: _Peekable) -> None:
+    def _batch_entries(self, batch: Batch, skipped: SkippedSeqs, entries: _Peekable) -> None:
         leaf_index = batch.prev_tree_size
-        for seq in range(batch.first_seq, batch.last_seq + 1):
-            if seq in skipped:
-                continue
+        for seq in skipped.covered(batch.last_seq):
             row = entries.peek()
             if row is not None and row[0] < seq:
                 # Every seq before this one was consumed or skipped: this row sits at a skipped seq.

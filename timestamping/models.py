@@ -3,7 +3,7 @@
 Ledger rows (entries, tiles, batches, log keys, anchors) are written once and never changed: on
 PostgreSQL triggers refuse UPDATE, DELETE and TRUNCATE (migration 0002). AnchorJob and SealLock
 are bookkeeping, not ledger. Leaf indices are not stored per entry: a batch covers the entries whose
-`seq` lies in (previous batch's last_seq, last_seq], in `seq` order, minus `skipped_seqs` (numbers
+`seq` lies in (previous batch's last_seq, last_seq], in `seq` order, minus `skipped_ranges` (numbers
 the database handed out to transactions that rolled back), so sealing writes no row per entry.
 """
 
@@ -12,6 +12,9 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils.functional import cached_property
+
+from timestamping.seq_ranges import SkippedSeqs
 
 
 class Entry(models.Model):
@@ -63,7 +66,9 @@ class Batch(models.Model):
     root = models.BinaryField(max_length=32)
     first_seq = models.BigIntegerField()
     last_seq = models.BigIntegerField(unique=True)
-    skipped_seqs = models.JSONField(default=list, blank=True)
+    # The seqs in [first_seq, last_seq) that no entry holds, as sorted, merged [first, last] pairs
+    # (inclusive): a rolled-back bulk of 10,000 records is one pair, not 10,000 numbers.
+    skipped_ranges = models.JSONField(default=list, blank=True)
     checkpoint = models.TextField(help_text="The signed checkpoint note.")
     sealed_at = models.DateTimeField()
 
@@ -73,18 +78,19 @@ class Batch(models.Model):
     def __str__(self) -> str:
         return f"batch {self.number} (tree size {self.tree_size})"
 
+    @cached_property
+    def skipped(self) -> SkippedSeqs:
+        # Cached: a sealed batch never changes, and callers that place many entries of one batch
+        # then pay for the running totals once.
+        return SkippedSeqs.of(first_seq=self.first_seq, ranges=self.skipped_ranges)
+
     def leaf_index_of(self, seq: int) -> int:
         """Leaf index of the entry with this seq, which this batch covers."""
-        skipped_before = sum(1 for skipped in self.skipped_seqs if skipped < seq)
-        return self.prev_tree_size + (seq - self.first_seq) - skipped_before
+        return self.prev_tree_size + (seq - self.first_seq) - self.skipped.count_below(seq)
 
     def seq_at(self, leaf_index: int) -> int:
         """The seq of the entry at this leaf index, which this batch covers."""
-        seq = self.first_seq + (leaf_index - self.prev_tree_size)
-        for skipped in sorted(self.skipped_seqs):
-            if skipped <= seq:
-                seq += 1
-        return seq
+        return self.skipped.seq_of_leaf(leaf_index - self.prev_tree_size)
 
 
 class LogKey(models.Model):

@@ -72,7 +72,7 @@ def _sealed_position(leaf_hash: bytes) -> tuple[int, int] | None:
     entry = connection.ops.quote_name(Entry._meta.db_table)
     batch = connection.ops.quote_name(Batch._meta.db_table)
     sql = (
-        f"SELECT e.seq, b.prev_tree_size, b.first_seq, b.skipped_seqs, "  # noqa: S608
+        f"SELECT e.seq, b.prev_tree_size, b.first_seq, b.skipped_ranges, "  # noqa: S608
         f"(SELECT max(tree_size) FROM {batch}) FROM {entry} e, {batch} b "
         f"WHERE e.leaf_hash = %s AND b.last_seq = "
         f"(SELECT min(last_seq) FROM {batch} WHERE last_seq >= e.seq)"
@@ -86,7 +86,7 @@ def _sealed_position(leaf_hash: bytes) -> tuple[int, int] | None:
     sealed_in = Batch(
         prev_tree_size=prev_tree_size,
         first_seq=first_seq,
-        skipped_seqs=json.loads(skipped) if isinstance(skipped, str) else skipped,
+        skipped_ranges=json.loads(skipped) if isinstance(skipped, str) else skipped,
     )
     return sealed_in.leaf_index_of(seq), current
 

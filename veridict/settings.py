@@ -82,6 +82,11 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("VERIDICT_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("VERIDICT_LOCKOUT_HOURS", default=1.0)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# And one username's failures from every address together: at LOGIN_USERNAME_FAILURE_LIMIT within
+# the cool-off that username is locked at every address, until the cool-off after its last failure
+# ends or an administrator unlocks it (staff/lockout.py; README, "Human review and the admin").
+AXES_HANDLER = "staff.lockout.UsernameLimitHandler"
+LOGIN_USERNAME_FAILURE_LIMIT = env.int("VERIDICT_LOGIN_USERNAME_FAILURE_LIMIT", default=20)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "staff/locked_out.html"
 # Refused logins and lockouts are recorded as staff.AdminEvent rows; no log line for each too.

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.urls import reverse
 from django.utils.html import format_html
 
 from audit.admin import decision_label
 from audit.models import Decision
+from veridict.admin_links import admin_link
 
 
 def id_param(value: str | None) -> int | None:
@@ -30,8 +30,7 @@ def json_text(value: Any) -> str | None:
 
 
 def decision_link(decision: Decision) -> str:
-    url = reverse("admin:audit_decision_change", args=[decision.pk])
-    return format_html('<a href="{}">{}</a>', url, decision_label(decision))
+    return admin_link(decision, decision_label(decision))
 
 
 def user_name(user: Any) -> str:

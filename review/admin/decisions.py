@@ -11,7 +11,6 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from audit.admin import ClientIdSearchMixin, DecisionAdmin, ReadOnlyAdmin, decision_label
@@ -27,6 +26,7 @@ from review.services import (
 )
 from staff.models import AdminEvent, UnattributedDecision
 from staff.services import admin_event_record
+from veridict.admin_links import admin_link
 
 
 class OwnerForm(forms.Form):
@@ -131,9 +131,8 @@ class ReviewedDecisionAdmin(AssignOwnerMixin, DecisionAdmin):
         item = ReviewItem.objects.filter(decision=decision).first()
         if item is None:
             return "not in the review queue"
-        url = reverse("admin:review_reviewitem_change", args=[item.pk])
         result = f", {item.get_result_display()}" if item.result else ""
-        return format_html('<a href="{}">{}{}</a>', url, item.get_status_display(), result)
+        return admin_link(item, f"{item.get_status_display()}{result}")
 
     @admin.display(description="review entries (oldest first)")
     def review_chain_table(self, decision: Decision) -> str:

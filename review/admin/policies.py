@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from audit.admin import _entry_link
+from audit.admin import entry_admin_link
 from audit.models import AISystem
 from review.admin.common import id_param, json_block
 from review.models import (
@@ -31,6 +31,7 @@ from review.services import (
 from staff.models import AdminEvent
 from staff.services import admin_event_record
 from timestamping.admin import LedgerAdmin
+from veridict.admin_links import PermittedLinksAdmin, admin_link, viewer_may
 from veridict.outbound import DestinationRefused, destination_check
 
 
@@ -66,7 +67,7 @@ class ReviewSettingsForm(forms.ModelForm):
 
 
 @admin.register(ReviewSettings)
-class ReviewSettingsAdmin(admin.ModelAdmin):
+class ReviewSettingsAdmin(PermittedLinksAdmin):
     form = ReviewSettingsForm
     list_display = ("system", "four_eyes", "sampling_rate", "review_deadline_hours", "policy")
     list_select_related = ("system", "current_policy")
@@ -92,17 +93,16 @@ class ReviewSettingsAdmin(admin.ModelAdmin):
 
     @admin.display(description="current policy")
     def policy(self, review_settings: ReviewSettings) -> str:
-        publish = reverse("admin:review_policyset_publish")
-        system_id = review_settings.system_id
-        if review_settings.current_policy is None:
-            return format_html('none (<a href="{}?system={}">publish one</a>)', publish, system_id)
-        url = reverse("admin:review_policyset_change", args=[review_settings.current_policy_id])
+        policy = review_settings.current_policy
+        current = "none" if policy is None else admin_link(policy, f"version {policy.version}")
+        if not viewer_may(PERM_PUBLISH):
+            return current
         return format_html(
-            '<a href="{}">version {}</a> (<a href="{}?system={}">publish a new version</a>)',
-            url,
-            review_settings.current_policy.version,
-            publish,
-            system_id,
+            '{} (<a href="{}?system={}">publish {}</a>)',
+            current,
+            reverse("admin:review_policyset_publish"),
+            review_settings.system_id,
+            "one" if policy is None else "a new version",
         )
 
     @admin.display(description="webhook HMAC secret")
@@ -140,7 +140,7 @@ class PolicySetAdmin(LedgerAdmin):
         "system",
         "version",
         "rules_text",
-        "published_by",
+        "published_by_link",
         "published_at",
         "entry_link",
     )
@@ -149,13 +149,17 @@ class PolicySetAdmin(LedgerAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[PolicySet]:
         return scoped(super().get_queryset(request), request.user, "system")
 
+    @admin.display(description="published by")
+    def published_by_link(self, policy: PolicySet) -> str:
+        return admin_link(policy.published_by)
+
     @admin.display(description="rules")
     def rules_text(self, policy: PolicySet) -> str:
         return json_block(policy.rules)
 
     @admin.display(description="entry")
     def entry_link(self, policy: PolicySet) -> str:
-        return _entry_link(policy.entry)
+        return entry_admin_link(policy.entry)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

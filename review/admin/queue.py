@@ -38,6 +38,7 @@ from review.services import (
 from staff.models import AdminEvent
 from staff.services import admin_event_record
 from timestamping.admin import ReadOnlyAdminMixin
+from veridict.admin_links import PermittedLinksAdmin, admin_link
 
 # The item page hands the time it was opened back with each button, signed so that the time
 # spent on a review (which the oversight analytics judge reviewers by) cannot be made up.
@@ -169,7 +170,7 @@ ACTIONS: dict[str, tuple[type[forms.Form], str]] = {
 
 
 @admin.register(ReviewItem)
-class ReviewItemAdmin(ClientIdSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReviewItemAdmin(ClientIdSearchMixin, ReadOnlyAdminMixin, PermittedLinksAdmin):
     list_display = (
         "decision_column",
         "system_column",
@@ -194,11 +195,11 @@ class ReviewItemAdmin(ClientIdSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
         "reason_column",
         "status_column",
         "due_column",
-        "claimed_by",
+        "claimed_by_link",
         "claimed_at",
         "proposed_output_text",
-        "proposed_by",
-        "escalated_by",
+        "proposed_by_link",
+        "escalated_by_link",
         "result",
         "final_output_text",
         "time_spent_seconds",
@@ -224,6 +225,18 @@ class ReviewItemAdmin(ClientIdSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
 
     def get_ordering(self, request: HttpRequest) -> list[str]:
         return ["overdue_rank", "due_at"]
+
+    @admin.display(description="claimed by")
+    def claimed_by_link(self, item: ReviewItem) -> str:
+        return admin_link(item.claimed_by)
+
+    @admin.display(description="proposed by")
+    def proposed_by_link(self, item: ReviewItem) -> str:
+        return admin_link(item.proposed_by)
+
+    @admin.display(description="escalated by")
+    def escalated_by_link(self, item: ReviewItem) -> str:
+        return admin_link(item.escalated_by)
 
     @admin.display(description="decision", ordering="decision__entry__seq")
     def decision_column(self, item: ReviewItem) -> str:

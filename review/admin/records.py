@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from audit.admin import ClientIdSearchMixin, ReadOnlyAdmin, _entry_link
+from audit.admin import ClientIdSearchMixin, ReadOnlyAdmin, entry_admin_link
 from review import selectors
 from review.admin.common import json_block, user_name
 from review.models import (
@@ -17,6 +17,7 @@ from review.models import (
 )
 from review.permissions import scoped
 from timestamping.admin import LedgerAdmin
+from veridict.admin_links import admin_link
 
 
 @admin.register(ReviewAction)
@@ -30,7 +31,7 @@ class ReviewActionAdmin(ClientIdSearchMixin, LedgerAdmin):
         "decision",
         "item",
         "kind",
-        "actor",
+        "actor_link",
         "actor_pseudonym",
         "output_text",
         "text",
@@ -40,6 +41,10 @@ class ReviewActionAdmin(ClientIdSearchMixin, LedgerAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ReviewAction]:
         return scoped(super().get_queryset(request), request.user, "decision__system")
+
+    @admin.display(description="actor")
+    def actor_link(self, action: ReviewAction) -> str:
+        return admin_link(action.actor)
 
     @admin.display(description="new outcome")
     def output_text(self, action: ReviewAction) -> str:
@@ -54,7 +59,7 @@ class ReviewActionAdmin(ClientIdSearchMixin, LedgerAdmin):
 
     @admin.display(description="entry")
     def entry_link(self, action: ReviewAction) -> str:
-        return _entry_link(action.entry)
+        return entry_admin_link(action.entry)
 
 
 @admin.register(DecisionOwner)
@@ -64,10 +69,10 @@ class DecisionOwnerAdmin(ReadOnlyAdmin):
     list_select_related = ("decision__system", "user", "assigned_by")
     fields = readonly_fields = (
         "decision",
-        "user",
+        "user_link",
         "name",
         "source",
-        "assigned_by",
+        "assigned_by_link",
         "created_at",
         "entry_link",
     )
@@ -75,13 +80,21 @@ class DecisionOwnerAdmin(ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[DecisionOwner]:
         return scoped(super().get_queryset(request), request.user, "decision__system")
 
+    @admin.display(description="user")
+    def user_link(self, owner: DecisionOwner) -> str:
+        return admin_link(owner.user)
+
+    @admin.display(description="assigned by")
+    def assigned_by_link(self, owner: DecisionOwner) -> str:
+        return admin_link(owner.assigned_by)
+
     @admin.display(description="owner")
     def who(self, owner: DecisionOwner) -> str:
         return user_name(owner.user) if owner.user_id else owner.name
 
     @admin.display(description="entry")
     def entry_link(self, owner: DecisionOwner) -> str:
-        return _entry_link(owner.entry)
+        return entry_admin_link(owner.entry)
 
 
 @admin.register(WebhookDelivery)

@@ -26,7 +26,7 @@ def test_the_path_partitions_the_tree_and_leads_to_the_root(case: tuple[int, int
     size, index = case
     leaves = [merkle.leaf_hash(hashlib.sha256(str(i).encode()).digest()) for i in range(size)]
     root = merkle.root_from_leaves(leaves)
-    batch = Batch(prev_tree_size=0, first_seq=1, tree_size=size, root=root, skipped_seqs=[])
+    batch = Batch(prev_tree_size=0, first_seq=1, tree_size=size, root=root, skipped_ranges=[])
     entry = Entry(seq=index + 1, leaf_hash=leaves[index])
     proof = merkle.inclusion_proof(index, size, merkle.memory_range_hash(leaves))
     with mock.patch.object(selectors.tree, "inclusion_proof", return_value=proof):

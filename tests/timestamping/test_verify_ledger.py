@@ -349,3 +349,70 @@ def test_the_running_root_stack_gives_the_rfc_9162_root_of_any_number_of_leaves(
     for leaf in leaves:
         stack.push(leaf)
     assert stack.root() == merkle.root_from_leaves(leaves)
+
+
+@pytest.fixture
+def gapped(seal, seq_gap) -> tuple[Batch, int]:
+    """After a first batch, one batch of 5 entries, 10 skipped seqs (a rolled-back bulk), then 5
+    entries; the batch and the seq of the last entry before the gap."""
+    # The first batch takes whatever seqs earlier tests drew on PostgreSQL's sequence.
+    append(1)
+    seal()
+    before = append(5, start=1)
+    seq_gap(10)
+    append(5, start=6)
+    batch = seal()
+    last_before = before[-1].seq
+    assert batch.skipped_ranges == [[last_before + 1, last_before + 10]]
+    return batch, last_before
+
+
+def test_a_log_with_a_skipped_range_verifies(gapped, verify):
+    report = verify()
+    assert report.mismatch is None and report.entries == 11
+
+
+def test_a_skipped_range_moved_by_one_seq_is_reported_where_no_entry_holds_the_seq(gapped, verify):
+    batch, last_before = gapped
+    moved = [[last_before + 2, last_before + 11]]
+    tamper(lambda: Batch.objects.filter(pk=batch.pk).update(skipped_ranges=moved))
+    assert where(verify()) == {
+        "what": "entry_missing",
+        "leaf_index": 6,
+        "seq": last_before + 1,
+        "batch": batch.number,
+    }
+
+
+def test_a_skipped_range_widened_over_an_entry_is_reported_as_miscounted(gapped, verify):
+    batch, last_before = gapped
+    widened = [[last_before + 1, last_before + 11]]
+    tamper(lambda: Batch.objects.filter(pk=batch.pk).update(skipped_ranges=widened))
+    report = verify()
+    assert where(report) == {"what": "skipped_seqs", "batch": batch.number}
+    assert "11 skipped are 9 leaves, but the tree grows by 10" in report.mismatch.detail
+
+
+@pytest.mark.parametrize(
+    "ranges",
+    [
+        [[1, 5], [6, 10]],
+        [[6, 10], [1, 5]],
+        [[1, 10], [5, 5]],
+        list(range(1, 11)),
+        [[1, 10, 11]],
+        {"1": 10},
+    ],
+    ids=["split", "out of order", "overlapping", "the old list of seqs", "a triple", "an object"],
+)
+def test_skipped_ranges_not_in_the_form_sealing_writes_are_reported(gapped, verify, ranges):
+    batch, last_before = gapped
+
+    def shifted(value):
+        if isinstance(value, list):
+            return [shifted(item) for item in value]
+        return last_before + value if isinstance(value, int) else value
+
+    forged = shifted(ranges) if isinstance(ranges, list) else ranges
+    tamper(lambda: Batch.objects.filter(pk=batch.pk).update(skipped_ranges=forged))
+    assert where(verify()) == {"what": "skipped_seqs", "batch": batch.number}

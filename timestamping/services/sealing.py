@@ -13,6 +13,7 @@ from veridict_verify.formats import ZERO_HASH_HEX, Checkpoint, format_time
 
 from timestamping import canonical, keys, tree
 from timestamping.models import Batch, Entry, SealLock, Tile
+from timestamping.seq_ranges import seq_ranges_of_gaps
 from timestamping.services.anchoring import batch_anchor_builtin
 from timestamping.services.entries import SEQ_LOCK
 
@@ -70,8 +71,7 @@ def batch_seal(*, max_entries: int | None = None) -> Batch | None:
             return None
         old_size = previous.tree_size if previous else 0
         new_size = old_size + len(leaves)
-        present = {seq for seq, _ in leaves}
-        skipped = [seq for seq in range(after_seq + 1, leaves[-1][0]) if seq not in present]
+        skipped = seq_ranges_of_gaps(after_seq=after_seq, present=(seq for seq, _ in leaves))
 
         new_tiles = tree.tree_extend(old_size, [leaf_hash for _, leaf_hash in leaves])
         Tile.objects.bulk_create(
@@ -117,7 +117,7 @@ def batch_seal(*, max_entries: int | None = None) -> Batch | None:
             root=root,
             first_seq=after_seq + 1,
             last_seq=leaves[-1][0],
-            skipped_seqs=skipped,
+            skipped_ranges=skipped,
             checkpoint=keys.sign(checkpoint.body()),
             sealed_at=sealed_at,
         )
@@ -128,7 +128,7 @@ def batch_seal(*, max_entries: int | None = None) -> Batch | None:
         batch=number,
         entries=len(leaves),
         tree_size=new_size,
-        skipped=len(skipped),
+        skipped=sum(last - first + 1 for first, last in skipped),
         seconds=round(time.monotonic() - started, 4),
     )
     return batch
