@@ -211,6 +211,7 @@ def tsa_chain_make(directory: Path) -> SimpleNamespace:
 def tsa_chain(tmp_path: Path) -> SimpleNamespace:
     return tsa_chain_make(tmp_path / "chain-pki")
 
+
 @pytest.fixture
 def seq_gap():
     """Leaves `count` seqs unused before the next entry, as a rolled-back bulk of `count` records
