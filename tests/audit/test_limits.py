@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -144,7 +145,7 @@ def test_a_throttled_key_is_served_again_once_the_minute_has_passed(
 
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
 def test_an_over_size_body_is_a_413_naming_the_limit(api_client, decision_id, settings, path):
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    settings.API_MAX_BODY_BYTES = 2048
     body = json.dumps({"padding": "x" * 4096})
     response = api_client.post(
         path.format(decision=decision_id), body, content_type="application/json"
@@ -156,7 +157,7 @@ def test_an_over_size_body_is_a_413_naming_the_limit(api_client, decision_id, se
 
 def test_a_body_just_under_the_limit_is_read(api_client, decision_request, settings):
     body = json.dumps(decision_request())
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(body.encode())
+    settings.API_MAX_BODY_BYTES = len(body.encode())
     response = api_client.post("/api/v1/decisions", body, content_type="application/json")
     assert response.status_code == 201, response.content
 
@@ -284,3 +285,48 @@ def test_deeply_nested_json_is_a_400_not_a_500(api_client):
     body = b"[" * 100_000 + b"]" * 100_000
     response = api_client.post("/api/v1/decisions", body, content_type="application/json")
     assert_error_shape(response, 400)
+
+
+def adversarial_body(size: int, depth: int) -> bytes:
+    """Nested one level past the limit, then a string of escaped quotes that never ends: the old
+    regex pre-checks took time quadratic in it (4.3 s at 32 KB, about an hour at 1 MB)."""
+    head = b"[" * (depth + 1) + b'"'
+    return head + b'\\"' * ((size - len(head)) // 2)
+
+
+ADVERSARIAL_SIZES = [64 * 1024, 1024 * 1024, 32 * 1024 * 1024 - 64]
+# What the test client and the views cost around the scan on a 32 MB body, with room for a busy
+# machine; the quadratic scan took seconds at 64 KB already.
+SECONDS = 10
+
+
+@pytest.mark.parametrize("size", ADVERSARIAL_SIZES)
+def test_an_adversarial_body_is_refused_in_linear_time(api_client, size):
+    body = adversarial_body(size, depth=256)
+    started = time.perf_counter()
+    response = api_client.post("/api/v1/decisions", body, content_type="application/json")
+    assert time.perf_counter() - started < SECONDS
+    assert "nested deeper" in assert_error_shape(response, 400)["message"]
+
+
+@pytest.mark.parametrize("size", ADVERSARIAL_SIZES)
+@pytest.mark.parametrize("depth", [256, 0])
+def test_an_adversarial_bulk_array_is_refused_in_linear_time(api_client, size, depth):
+    body = adversarial_body(size, depth=depth)
+    started = time.perf_counter()
+    response = api_client.post("/api/v1/decisions/bulk", body, content_type="application/json")
+    assert time.perf_counter() - started < SECONDS
+    assert_error_shape(response, 400)
+
+
+@pytest.mark.parametrize("size", ADVERSARIAL_SIZES)
+def test_an_adversarial_ndjson_line_fails_itself_in_linear_time(api_client, size):
+    body = adversarial_body(size, depth=64)
+    started = time.perf_counter()
+    response = api_client.post("/api/v1/decisions/bulk", body, content_type="application/x-ndjson")
+    assert time.perf_counter() - started < SECONDS
+    assert response.status_code == 200, response.content
+    [result] = response.json()["results"]
+    assert result["status"] == 400
+    assert result["error"]["code"] == "parse_error"
+    assert "nested deeper than 64" in result["error"]["message"]
