@@ -20,6 +20,7 @@ from audit.models import AISystem, ModelVersion, SystemAPIKey
 from bias import metrics
 from bias.selectors import ReportError, bias_access, bias_report_build
 from timestamping.api import BAD_REQUEST, NOT_FOUND
+from veridict.ratelimit import AnonymousAddressThrottle
 
 
 class CSVRenderer(BaseRenderer):
@@ -110,8 +111,13 @@ def report_csv(report: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+class BiasReadThrottle(AnonymousAddressThrottle):
+    scope = "bias"  # one budget with the dashboard's pages
+
+
 class BiasReportView(APIView):
     renderer_classes = [JSONRenderer, CSVRenderer]
+    throttle_classes = [BiasReadThrottle]
 
     @extend_schema(
         summary="A system's bias audit report",

@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from timestamping import keys, selectors, tsa
 from timestamping.anchor_backends import anchor_receipt_fields
 from timestamping.models import LogKey
+from veridict.ratelimit import AnonymousAddressThrottle
 
 RECEIPT_MEDIA_TYPE = "application/vnd.veridict.receipt+json"
 HEX_HASH = r"^[0-9a-f]{64}$"
@@ -187,8 +188,13 @@ class BatchView(APIView):
         return Response(BatchSerializer(data).data)
 
 
+class ReceiptReadThrottle(AnonymousAddressThrottle):
+    scope = "receipt"
+
+
 class ReceiptView(APIView):
     renderer_classes = [JSONRenderer, ReceiptRenderer, PlainTextRenderer]
+    throttle_classes = [ReceiptReadThrottle]
 
     @extend_schema(
         summary="The entry's receipt, verifiable offline (veridict-verify, the portal)",

@@ -331,10 +331,13 @@ CELERY_BEAT_SCHEDULE["review-webhooks-sweep"] = {
 CONTEST_RATE_PER_DECISION = env("VERIDICT_CONTEST_RATE_PER_DECISION", default="3/h")
 CONTEST_RATE_PER_ADDRESS = env("VERIDICT_CONTEST_RATE_PER_ADDRESS", default="20/h")
 
-# Public portal lookups (veridict/ratelimit.py): per client address, "<n>/<s|min|h|d>".
+# Public reads (veridict/ratelimit.py): per client address, "<n>/<s|min|h|d>". Bias reports and
+# receipts are counted only for readers without an API key or a staff login.
 PORTAL_RATES = {
     "lookup": env("VERIDICT_PORTAL_LOOKUP_RATE", default="60/min"),
     "entry": env("VERIDICT_PORTAL_ENTRY_RATE", default="120/min"),
+    "bias": env("VERIDICT_BIAS_READ_RATE", default="20/min"),
+    "receipt": env("VERIDICT_RECEIPT_READ_RATE", default="60/min"),
 }
 # Bias audit: groups smaller than this are suppressed on public views (counts and rates).
 BIAS_MIN_CELL = env.int("VERIDICT_BIAS_MIN_CELL", default=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.core.handlers.wsgi import WSGIHandler
+from django.test import RequestFactory
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -330,3 +333,51 @@ def test_an_adversarial_ndjson_line_fails_itself_in_linear_time(api_client, size
     assert result["status"] == 400
     assert result["error"]["code"] == "parse_error"
     assert "nested deeper than 64" in result["error"]["message"]
+
+
+class CountingInput(io.RawIOBase):
+    """A WSGI input that counts the bytes a handler reads from it."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = io.BytesIO(body)
+        self.taken = 0
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        chunk = self.body.read(size)
+        self.taken += len(chunk)
+        return chunk
+
+    def readline(self, size: int = -1) -> bytes:  # type: ignore[override]
+        line = self.body.readline(size)
+        self.taken += len(line)
+        return line
+
+
+def test_a_large_anonymous_form_post_is_refused_before_its_body_is_read():
+    # With a CSRF cookie of its own (anyone can send one), the CSRF check reads the form's fields
+    # before any view runs: Django refuses a body past DATA_UPLOAD_MAX_MEMORY_SIZE with a 400.
+    token = "a" * 32
+    body = b"csrfmiddlewaretoken=" + token.encode() + b"&statement=" + b"x" * (20 * 1024 * 1024)
+    wsgi_input = CountingInput(body)
+    environ = RequestFactory().post("/d/anything").environ | {
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_COOKIE": f"csrftoken={token}",
+        "wsgi.input": wsgi_input,
+    }
+    started: list[str] = []
+    b"".join(WSGIHandler()(environ, lambda status, headers: started.append(status)))
+    assert started[0].startswith("400"), started
+    assert wsgi_input.taken == 0
+
+
+def test_a_20_mb_json_bulk_post_with_an_api_key_is_recorded(api_client, decision_request):
+    records = [
+        decision_request(client_decision_id=f"big-{n}", inputs={"scan": "x" * 1024 * 1024})
+        for n in range(20)
+    ]
+    body = json.dumps(records)
+    assert len(body) > 20 * 1024 * 1024
+    response = api_client.post("/api/v1/decisions/bulk", body, content_type="application/json")
+    assert response.status_code == 200, response.content[:500]
+    assert response.json()["created"] == 20
