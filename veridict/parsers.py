@@ -54,10 +54,19 @@ def _check_strings(value: Any, path: str = "$") -> None:
             _check_strings(item, f"{path}[{position}]")
 
 
+# Made once: json.loads with any option builds a decoder and its scanner on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+_DECODER_SAFE_INTEGERS = json.JSONDecoder(
+    object_pairs_hook=_no_duplicate_keys, parse_int=_safe_integer, parse_constant=_no_constant
+)
+
 MAX_DEPTH = 256
-# Digits become "0", every other byte a space.
-_DIGITS = bytes(ord("0") if byte in b"0123456789" else ord(" ") for byte in range(256))
-# Keeps only brackets and quotes, with both kinds of bracket mapped to one: "[" opens, "]" closes.
+# What the checks before json.loads read: brackets, quotes, backslashes, every byte a valid
+# escape may name after its backslash (deleting one of those would pair its backslash with the
+# next byte), and digits, as "0".
+_NOT_KEPT = bytes(set(range(256)) - set(b'[]{}"\\/bfnrtu0123456789'))
+_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+# Then only brackets and quotes, both kinds of bracket mapped to one: "[" opens, "]" closes.
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_STRUCTURE = bytes(set(range(256)) - set(b'[]{}"'))
 
@@ -69,17 +78,22 @@ def json_depth_check(raw: bytes, *, limit: int = MAX_DEPTH) -> None:
 
     Linear in the body and vectorised: a few passes of bytes methods, no regex, no per-byte
     Python loop except over the brackets near the limit. The depth is exact up to the first byte
-    that is not JSON, and json.loads stops there, so what follows cannot matter.
+    that is not JSON (an invalid escape, a backslash outside a string), and json.loads stops
+    there, so what follows cannot matter.
     """
-    if raw.count(b"[") + raw.count(b"{") <= limit:
+    _kept_depth_check(raw.translate(_DIGITS, _NOT_KEPT), limit=limit)
+
+
+def _kept_depth_check(kept: bytes, *, limit: int) -> None:
+    """json_depth_check on the bytes of the body it reads (_NOT_KEPT deleted, digits "0")."""
+    if kept.count(b"[") + kept.count(b"{") <= limit:
         return
-    text = raw
-    if b"\\" in text:
+    if b"\\" in kept:
         # Backslashes only occur inside strings (before the first error). Removed left to right
         # in pairs, each run of them leaves at most one, which escapes the byte after it: so
         # dropping `\"` next removes exactly the escaped quotes.
-        text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
-    structure = text.translate(_BRACKETS, _NOT_STRUCTURE)
+        kept = kept.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = kept.translate(_BRACKETS, _NOT_STRUCTURE)
     # Every remaining quote opens or closes a string, in turn. Removing two adjacent quotes keeps
     # each other byte on its side (inside or outside), and clears the common case at C speed:
     # strings with no bracket in them.
@@ -100,20 +114,17 @@ def json_depth_check(raw: bytes, *, limit: int = MAX_DEPTH) -> None:
 
 def ijson_loads(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """The value of an I-JSON text (RFC 7493), or ParseError naming what is wrong with it."""
-    json_depth_check(raw, limit=max_depth)
+    kept = raw.translate(_DIGITS, _NOT_KEPT)  # read three times: depth, long integers, \u
+    _kept_depth_check(kept, limit=max_depth)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ParseError(f"the body is not UTF-8 (byte {exc.start})") from exc
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicate_keys,
-            # Every integer past 2^53 - 1 has 16 digits or more: without such a run of digits
-            # anywhere, json's own int() is enough, and saves a Python call per number.
-            parse_int=_safe_integer if b"0" * 16 in raw.translate(_DIGITS) else None,
-            parse_constant=_no_constant,
-        )
+        # Every integer past 2^53 - 1 has 16 digits or more, which stay a run in `kept`:
+        # without one, json's own int() is enough, and saves a Python call per number.
+        decoder = _DECODER_SAFE_INTEGERS if b"0" * 16 in kept else _DECODER
+        value = decoder.decode(text)
     except json.JSONDecodeError as exc:
         raise ParseError(
             f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -121,8 +132,8 @@ def ijson_loads(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     except RecursionError as exc:
         raise ParseError("the JSON is nested too deeply") from exc
     # Only a \u escape decodes to a lone surrogate (UTF-8 bytes cannot hold one): without any,
-    # the walk over every string is skipped.
-    if b"\\u" in raw:
+    # the walk over every string is skipped. Any \u of the body is one in `kept` too.
+    if b"\\u" in kept:
         _check_strings(value)
     return value
 

@@ -37,12 +37,14 @@ def adversarial(size: int, depth: int = MAX_DEPTH + 1) -> bytes:
 
 
 def json_prefix(raw: bytes) -> bytes:
-    """`raw` up to its first backslash outside a string: json.loads stops at that byte (or
-    before), so the depth of what follows it cannot matter."""
+    """`raw` up to its first backslash that is not JSON: outside a string, or an escape of a
+    byte no escape names. json.loads stops there (or before), so what follows cannot matter."""
     in_string = escaped = False
     for position, byte in enumerate(raw):
         if in_string:
             if escaped:
+                if byte not in b'"\\/bfnrtu':
+                    return raw[: position - 1]
                 escaped = False
             elif byte == ord("\\"):
                 escaped = True
@@ -110,6 +112,7 @@ JSON_VALUES = st.recursive(
 @example(raw=b'["\\\\"[[', limit=1)
 @example(raw=b'"[""[""["', limit=0)
 @example(raw=b'\\"[', limit=0)
+@example(raw=b'"\\x"[', limit=0)
 def test_the_depth_check_agrees_with_a_byte_by_byte_automaton(raw, limit):
     prefix = json_prefix(raw)
     too_deep = depth_naive(prefix) > limit
