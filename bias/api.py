@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from audit.models import AISystem, ModelVersion, SystemAPIKey
 from bias import metrics
 from bias.selectors import ReportError, bias_access, bias_report_build
-from timestamping.api import BAD_REQUEST, NOT_FOUND
+from timestamping.api import BAD_REQUEST, NOT_FOUND, READS_THROTTLED
 from veridict.ratelimit import AnonymousAddressThrottle
 
 
@@ -138,6 +138,7 @@ class BiasReportView(APIView):
             (200, "text/csv"): OpenApiTypes.STR,
             400: BAD_REQUEST,
             404: NOT_FOUND,
+            429: READS_THROTTLED,
         },
     )
     def get(self, request: Request) -> HttpResponse:

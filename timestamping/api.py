@@ -61,6 +61,10 @@ class ErrorSerializer(serializers.Serializer):
 
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="Not in the log (yet).")
 BAD_REQUEST = OpenApiResponse(ErrorSerializer, description="A parameter is missing or malformed.")
+READS_THROTTLED = OpenApiResponse(
+    ErrorSerializer,
+    description="Too many reads from this address without an API key: retry after Retry-After.",
+)
 
 
 def _not_found(exc: selectors.NotInLog) -> NotFound:
@@ -209,6 +213,7 @@ class ReceiptView(APIView):
             (200, "application/json"): OpenApiTypes.OBJECT,
             (200, "text/plain"): OpenApiTypes.STR,
             404: NOT_FOUND,
+            429: READS_THROTTLED,
         },
     )
     def get(self, request: Request, entry_id: str) -> HttpResponse:
