@@ -20,7 +20,7 @@ from review.services import ReviewError, contest_record
 from review.services.common import MAX_TEXT
 from timestamping.selectors import receipt_get
 from veridict.clients import client_ip
-from veridict.ratelimit import rate_limit_hit
+from veridict.ratelimit import rate_limit_hit, rate_limited
 
 
 def _contest_wait(request: HttpRequest, token: str) -> int | None:
@@ -105,6 +105,7 @@ def decision_subject(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "HEAD"])
+@rate_limited("receipt", anonymous_only=True)
 def decision_subject_receipt(request: HttpRequest, token: str, entry_id: UUID) -> HttpResponse:
     """The receipt of the decision's entry or of one of its review steps, for whoever holds the
     decision's subject URL: the public receipt URL answers 404 for a private system's entries,

@@ -19,7 +19,8 @@ from rest_framework.views import APIView
 from audit.models import AISystem, ModelVersion, SystemAPIKey
 from bias import metrics
 from bias.selectors import ReportError, bias_access, bias_report_build
-from timestamping.api import BAD_REQUEST, NOT_FOUND
+from timestamping.api import BAD_REQUEST, NOT_FOUND, READS_THROTTLED
+from veridict.ratelimit import AnonymousAddressThrottle
 
 
 class CSVRenderer(BaseRenderer):
@@ -115,8 +116,13 @@ def report_csv(report: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+class BiasReadThrottle(AnonymousAddressThrottle):
+    scope = "bias"  # one budget with the dashboard's pages
+
+
 class BiasReportView(APIView):
     renderer_classes = [JSONRenderer, CSVRenderer]
+    throttle_classes = [BiasReadThrottle]
 
     @extend_schema(
         summary="A system's bias audit report",
@@ -138,6 +144,7 @@ class BiasReportView(APIView):
             (200, "text/csv"): OpenApiTypes.STR,
             400: BAD_REQUEST,
             404: NOT_FOUND,
+            429: READS_THROTTLED,
         },
     )
     def get(self, request: Request) -> HttpResponse:

@@ -25,6 +25,7 @@ from bias.selectors_published import (
     published_audits,
 )
 from bias.services_published import PUBLISH_PERMISSION, bias_audit_publish
+from veridict.ratelimit import rate_limited
 
 # ReportError names the API's parameters; the form names two of them differently.
 FORM_FIELDS = {"from": "date_from", "to": "date_to"}
@@ -103,6 +104,7 @@ def bias_index(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@rate_limited("bias", anonymous_only=True)
 def bias_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     chosen = request.GET.get("system")
     if chosen and chosen != slug:
@@ -152,6 +154,7 @@ def bias_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_GET
+@rate_limited("bias", anonymous_only=True)
 def bias_summary(request: HttpRequest, slug: str) -> HttpResponse:
     """The printable summary, in the shape of an NYC LL144 bias audit summary."""
     system, access = _system(request, slug)
@@ -222,6 +225,7 @@ def audit_report_download(request: HttpRequest, audit_id: int) -> HttpResponse:
 
 
 @require_GET
+@rate_limited("receipt", anonymous_only=True)
 def audit_receipt_download(request: HttpRequest, audit_id: int) -> HttpResponse:
     audit = _published(request, audit_id)
     body = json.dumps(published_audit_receipt(audit), indent=2)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.module_loading import import_string
 from django.utils.safestring import mark_safe
@@ -22,8 +18,7 @@ from portal import selectors, sri, svg
 from portal.verifier_archive import verifier_archive
 from timestamping import keys, tsa
 from timestamping import selectors as log_selectors
-from veridict.clients import client_ip
-from veridict.ratelimit import rate_limit_hit
+from veridict.ratelimit import rate_limited
 
 HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 STATIC_ROOT_DIR = Path(settings.BASE_DIR) / "static"
@@ -31,50 +26,6 @@ STATIC_ROOT_DIR = Path(settings.BASE_DIR) / "static"
 # larger ones stream through the page's own SHA-256 (static/portal/document.js) a slice at a
 # time, so that a phone never holds a whole large file in memory.
 WHOLE_FILE_LIMIT = 256 * 1024 * 1024
-
-# Settings may override these (PORTAL_RATES); looking documents and entries up is cheap, but a
-# public lookup must not let one address enumerate the log.
-DEFAULT_RATES = {"lookup": "60/min", "entry": "120/min"}
-
-
-def _wants_json(request: HttpRequest) -> bool:
-    accept = request.headers.get("Accept", "")
-    return "application/json" in accept and "text/html" not in accept
-
-
-def _too_many(request: HttpRequest, retry_after: int) -> HttpResponse:
-    message = f"Too many lookups from your address: try again in {retry_after} seconds."
-    if _wants_json(request):
-        body = {"error": {"code": "throttled", "message": message, "fields": {}}}
-        response: HttpResponse = JsonResponse(body, status=429)
-    else:
-        page = render_to_string(
-            "portal/too_many.html", {"retry_after": retry_after, "message": message}, request
-        )
-        response = HttpResponse(page, status=429)
-    response["Retry-After"] = str(retry_after)
-    return response
-
-
-def rate_limited(
-    scope: str,
-) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """Per client address (behind our own proxies too): 429 with Retry-After, as a page or as
-    JSON, past settings.PORTAL_RATES[scope]."""
-
-    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @functools.wraps(view)
-        def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            rate = getattr(settings, "PORTAL_RATES", {}).get(scope) or DEFAULT_RATES[scope]
-            key = client_ip(request) or "unknown"
-            retry_after = rate_limit_hit(scope=f"portal-{scope}", key=key, rate=rate)
-            if retry_after is not None:
-                return _too_many(request, retry_after)
-            return view(request, *args, **kwargs)
-
-        return limited
-
-    return decorate
 
 
 def _page_scripts() -> dict[str, str]:

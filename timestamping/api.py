@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from timestamping import keys, selectors, tsa
 from timestamping.anchor_backends import anchor_receipt_fields
 from timestamping.models import LogKey
+from veridict.ratelimit import AnonymousAddressThrottle
 
 RECEIPT_MEDIA_TYPE = "application/vnd.veridict.receipt+json"
 HEX_HASH = r"^[0-9a-f]{64}$"
@@ -60,6 +61,10 @@ class ErrorSerializer(serializers.Serializer):
 
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="Not in the log (yet).")
 BAD_REQUEST = OpenApiResponse(ErrorSerializer, description="A parameter is missing or malformed.")
+READS_THROTTLED = OpenApiResponse(
+    ErrorSerializer,
+    description="Too many reads from this address without an API key: retry after Retry-After.",
+)
 
 
 def _not_found(exc: selectors.NotInLog) -> NotFound:
@@ -187,8 +192,13 @@ class BatchView(APIView):
         return Response(BatchSerializer(data).data)
 
 
+class ReceiptReadThrottle(AnonymousAddressThrottle):
+    scope = "receipt"
+
+
 class ReceiptView(APIView):
     renderer_classes = [JSONRenderer, ReceiptRenderer, PlainTextRenderer]
+    throttle_classes = [ReceiptReadThrottle]
 
     @extend_schema(
         summary="The entry's receipt, verifiable offline (veridict-verify, the portal)",
@@ -203,6 +213,7 @@ class ReceiptView(APIView):
             (200, "application/json"): OpenApiTypes.OBJECT,
             (200, "text/plain"): OpenApiTypes.STR,
             404: NOT_FOUND,
+            429: READS_THROTTLED,
         },
     )
     def get(self, request: Request, entry_id: str) -> HttpResponse:

@@ -1,4 +1,6 @@
-"""Fixed-window rate limits counted in Django's cache, letting requests through when it is down."""
+"""Fixed-window rate limits counted in Django's cache, letting requests through when it is down:
+the counter, the per-address limit of public pages (a decorator) and of public API reads (a DRF
+throttle), and DRF's per-key throttle."""
 
 from __future__ import annotations
 
@@ -6,22 +8,32 @@ import functools
 import math
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 import structlog
+from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache import cache as default_cache
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+from veridict.clients import client_ip
 
 log = structlog.get_logger(__name__)
 
 PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 RATE = re.compile(r"^\s*(\d+)\s*/\s*([a-z]+)\s*$")
+# Per client address, for public reads; settings.PORTAL_RATES overrides them. Looking documents
+# and entries up is cheap, but must not let one address enumerate the log; a bias report or a
+# receipt costs a tenth of a second or more each.
+DEFAULT_RATES = {"lookup": "60/min", "entry": "120/min", "bias": "20/min", "receipt": "60/min"}
 
 
 @functools.lru_cache(maxsize=64)
@@ -115,3 +127,71 @@ class FixedWindowThrottle(SimpleRateThrottle):
 
     def wait(self) -> float:
         return self.window_end - self.now
+
+
+def _scope_rate(scope: str) -> str:
+    return getattr(settings, "PORTAL_RATES", {}).get(scope) or DEFAULT_RATES[scope]
+
+
+def _address_limit_hit(request: HttpRequest, scope: str) -> int | None:
+    """One request of the client's address (behind our own proxies too) under `scope`."""
+    key = client_ip(request) or "unknown"
+    return rate_limit_hit(scope=f"portal-{scope}", key=key, rate=_scope_rate(scope))
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _too_many(request: HttpRequest, retry_after: int) -> HttpResponse:
+    message = f"Too many lookups from your address: try again in {retry_after} seconds."
+    if _wants_json(request):
+        body = {"error": {"code": "throttled", "message": message, "fields": {}}}
+        response: HttpResponse = JsonResponse(body, status=429)
+    else:
+        page = render_to_string(
+            "portal/too_many.html", {"retry_after": retry_after, "message": message}, request
+        )
+        response = HttpResponse(page, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def rate_limited(
+    scope: str, *, anonymous_only: bool = False
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """A page's limit per client address: 429 with Retry-After, as a page or as JSON, past
+    settings.PORTAL_RATES[scope]. With anonymous_only, a signed-in staff member is not counted."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not (anonymous_only and request.user.is_staff):
+                retry_after = _address_limit_hit(request, scope)
+                if retry_after is not None:
+                    return _too_many(request, retry_after)
+            return view(request, *args, **kwargs)
+
+        return limited
+
+    return decorate
+
+
+class AnonymousAddressThrottle(BaseThrottle):
+    """The same limit for an API view, read without an API key or a staff login: counted with
+    the pages' under settings.PORTAL_RATES[scope], so a page and its API share one budget.
+    Subclasses give scope. Throttled is a 429 with Retry-After in the API's error shape."""
+
+    scope = ""
+    retry_after: int | None = None
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        # Key holders have their own limit per key; staff are accountable by name.
+        if request.auth is not None or request.user.is_staff:
+            return True
+        self.retry_after = _address_limit_hit(request, self.scope)
+        return self.retry_after is None
+
+    def wait(self) -> float | None:
+        return self.retry_after

@@ -261,8 +261,12 @@ TSA_HTTP_RATE = env("VERIDICT_TSA_RATE", default="60/min")
 # If set, GET /metrics wants `Authorization: Bearer <token>`; else it is open (firewall it).
 METRICS_TOKEN = env("VERIDICT_METRICS_TOKEN", default="")
 
-# Largest JSON body accepted (bulk requests included); larger ones get 413.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("VERIDICT_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+# Largest JSON body the API accepts (bulk requests included); larger ones get 413. Only the API's
+# own parsers (veridict/parsers.py, audit/api_bulk.py) read this, from the stream.
+API_MAX_BODY_BYTES = env.int("VERIDICT_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+# Every other body Django reads whole (forms, the admin, the fields beside an uploaded file), and
+# the CSRF check reads an anonymous POST before any view runs: those take kilobytes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
 # The master key wraps every subject's data key (audit/vault.py): base64 of 32 bytes in
@@ -351,10 +355,13 @@ CELERY_BEAT_SCHEDULE["review-webhooks-sweep"] = {
 CONTEST_RATE_PER_DECISION = env("VERIDICT_CONTEST_RATE_PER_DECISION", default="3/h")
 CONTEST_RATE_PER_ADDRESS = env("VERIDICT_CONTEST_RATE_PER_ADDRESS", default="20/h")
 
-# Public portal lookups (veridict/ratelimit.py): per client address, "<n>/<s|min|h|d>".
+# Public reads (veridict/ratelimit.py): per client address, "<n>/<s|min|h|d>". Bias reports and
+# receipts are counted only for readers without an API key or a staff login.
 PORTAL_RATES = {
     "lookup": env("VERIDICT_PORTAL_LOOKUP_RATE", default="60/min"),
     "entry": env("VERIDICT_PORTAL_ENTRY_RATE", default="120/min"),
+    "bias": env("VERIDICT_BIAS_READ_RATE", default="20/min"),
+    "receipt": env("VERIDICT_RECEIPT_READ_RATE", default="60/min"),
 }
 # Bias audit: public figures leave out cells (attribute values × model version × month) with
 # fewer decisions than this (docs/bias.md).

@@ -236,7 +236,7 @@ def test_10000_records_are_accepted(api_client):
     assert answer["results"][-1]["index"] == 9_999
 
 
-@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1_000)
+@override_settings(API_MAX_BODY_BYTES=1_000)
 def test_an_over_size_body_is_a_413(api_client, decision_request):
     response = post_ndjson(api_client, ndjson(loans(decision_request, 3)))
     assert response.status_code == 413

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.core.handlers.wsgi import WSGIHandler
+from django.test import RequestFactory
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -144,7 +148,7 @@ def test_a_throttled_key_is_served_again_once_the_minute_has_passed(
 
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
 def test_an_over_size_body_is_a_413_naming_the_limit(api_client, decision_id, settings, path):
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    settings.API_MAX_BODY_BYTES = 2048
     body = json.dumps({"padding": "x" * 4096})
     response = api_client.post(
         path.format(decision=decision_id), body, content_type="application/json"
@@ -156,7 +160,7 @@ def test_an_over_size_body_is_a_413_naming_the_limit(api_client, decision_id, se
 
 def test_a_body_just_under_the_limit_is_read(api_client, decision_request, settings):
     body = json.dumps(decision_request())
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(body.encode())
+    settings.API_MAX_BODY_BYTES = len(body.encode())
     response = api_client.post("/api/v1/decisions", body, content_type="application/json")
     assert response.status_code == 201, response.content
 
@@ -284,3 +288,96 @@ def test_deeply_nested_json_is_a_400_not_a_500(api_client):
     body = b"[" * 100_000 + b"]" * 100_000
     response = api_client.post("/api/v1/decisions", body, content_type="application/json")
     assert_error_shape(response, 400)
+
+
+def adversarial_body(size: int, depth: int) -> bytes:
+    """Nested one level past the limit, then a string of escaped quotes that never ends: the old
+    regex pre-checks took time quadratic in it (4.3 s at 32 KB, about an hour at 1 MB)."""
+    head = b"[" * (depth + 1) + b'"'
+    return head + b'\\"' * ((size - len(head)) // 2)
+
+
+ADVERSARIAL_SIZES = [64 * 1024, 1024 * 1024, 32 * 1024 * 1024 - 64]
+# What the test client and the views cost around the scan on a 32 MB body, with room for a busy
+# machine; the quadratic scan took seconds at 64 KB already.
+SECONDS = 10
+
+
+@pytest.mark.parametrize("size", ADVERSARIAL_SIZES)
+def test_an_adversarial_body_is_refused_in_linear_time(api_client, size):
+    body = adversarial_body(size, depth=256)
+    started = time.perf_counter()
+    response = api_client.post("/api/v1/decisions", body, content_type="application/json")
+    assert time.perf_counter() - started < SECONDS
+    assert "nested deeper" in assert_error_shape(response, 400)["message"]
+
+
+@pytest.mark.parametrize("size", ADVERSARIAL_SIZES)
+@pytest.mark.parametrize("depth", [256, 0])
+def test_an_adversarial_bulk_array_is_refused_in_linear_time(api_client, size, depth):
+    body = adversarial_body(size, depth=depth)
+    started = time.perf_counter()
+    response = api_client.post("/api/v1/decisions/bulk", body, content_type="application/json")
+    assert time.perf_counter() - started < SECONDS
+    assert_error_shape(response, 400)
+
+
+@pytest.mark.parametrize("size", ADVERSARIAL_SIZES)
+def test_an_adversarial_ndjson_line_fails_itself_in_linear_time(api_client, size):
+    body = adversarial_body(size, depth=64)
+    started = time.perf_counter()
+    response = api_client.post("/api/v1/decisions/bulk", body, content_type="application/x-ndjson")
+    assert time.perf_counter() - started < SECONDS
+    assert response.status_code == 200, response.content
+    [result] = response.json()["results"]
+    assert result["status"] == 400
+    assert result["error"]["code"] == "parse_error"
+    assert "nested deeper than 64" in result["error"]["message"]
+
+
+class CountingInput(io.RawIOBase):
+    """A WSGI input that counts the bytes a handler reads from it."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = io.BytesIO(body)
+        self.taken = 0
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        chunk = self.body.read(size)
+        self.taken += len(chunk)
+        return chunk
+
+    def readline(self, size: int = -1) -> bytes:  # type: ignore[override]
+        line = self.body.readline(size)
+        self.taken += len(line)
+        return line
+
+
+def test_a_large_anonymous_form_post_is_refused_before_its_body_is_read():
+    # With a CSRF cookie of its own (anyone can send one), the CSRF check reads the form's fields
+    # before any view runs: Django refuses a body past DATA_UPLOAD_MAX_MEMORY_SIZE with a 400.
+    token = "a" * 32
+    body = b"csrfmiddlewaretoken=" + token.encode() + b"&statement=" + b"x" * (20 * 1024 * 1024)
+    wsgi_input = CountingInput(body)
+    environ = RequestFactory().post("/d/anything").environ | {
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_COOKIE": f"csrftoken={token}",
+        "wsgi.input": wsgi_input,
+    }
+    started: list[str] = []
+    b"".join(WSGIHandler()(environ, lambda status, headers: started.append(status)))
+    assert started[0].startswith("400"), started
+    assert wsgi_input.taken == 0
+
+
+def test_a_20_mb_json_bulk_post_with_an_api_key_is_recorded(api_client, decision_request):
+    records = [
+        decision_request(client_decision_id=f"big-{n}", inputs={"scan": "x" * 1024 * 1024})
+        for n in range(20)
+    ]
+    body = json.dumps(records)
+    assert len(body) > 20 * 1024 * 1024
+    response = api_client.post("/api/v1/decisions/bulk", body, content_type="application/json")
+    assert response.status_code == 200, response.content[:500]
+    assert response.json()["created"] == 20
