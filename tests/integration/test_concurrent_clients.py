@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from audit import vault
 from audit.models import Decision
+from audit.services.subjects import decision_client_id
 from audit.services.systems import ai_system_create, api_key_create
 from tests.integration.test_concurrent_sealers import database_url
 from timestamping.models import Entry
@@ -350,12 +352,22 @@ def test_sixteen_clients_with_retries_and_cut_offs_lose_and_duplicate_nothing(
     plans = {plan.identity: plan for plans in own + twins for plan in plans}
     assert set(results.answers) == set(plans), "a request was never acknowledged"
     by_identity: dict[tuple[int, str], Decision] = {}
-    slugs = {system.pk: n for n, system in enumerate(systems)}
-    for decision in Decision.objects.select_related("entry"):
-        identity = (
-            slugs[decision.system_id],
-            decision.idempotency_key or f"id:{decision.client_decision_id}",
+    # Decisions keep only keyed hashes of their Idempotency-Key and client id: each plan's
+    # identity is found by the hash its request was stored under.
+    identities: dict[tuple[int, bytes], tuple[int, str]] = {}
+    for identity, plan in plans.items():
+        system_id = systems[plan.system].pk
+        lookup = (
+            vault.idempotency_lookup(system_id=system_id, key=plan.idempotency_key)
+            if plan.idempotency_key
+            else vault.client_id_lookup(
+                system_id=system_id, client_decision_id=plan.client_decision_id
+            )
         )
+        identities[(system_id, lookup)] = identity
+    for decision in Decision.objects.select_related("entry", "subject"):
+        lookup = decision.idempotency_lookup or decision.client_id_lookup
+        identity = identities[(decision.system_id, bytes(lookup))]
         assert identity not in by_identity, f"two decisions for {identity}"
         by_identity[identity] = decision
     # Nothing lost: every acknowledged request is one stored decision, under the id it was given.
@@ -364,7 +376,7 @@ def test_sixteen_clients_with_retries_and_cut_offs_lose_and_duplicate_nothing(
         assert decision is not None, f"{identity} was acknowledged but is not stored"
         assert {answer.body["id"] for answer in answers} == {str(decision.entry.uuid)}, identity
         assert all(answer.body == answers[0].body for answer in answers), identity
-        assert decision.client_decision_id == plans[identity].client_decision_id
+        assert decision_client_id(decision) == plans[identity].client_decision_id
         created = sum(answer.status == 201 for answer in answers)
         # A cut-off first attempt may have been the one that created it, unseen.
         unseen = plans[identity].trick in ("close", "reset", "impatient")
