@@ -681,9 +681,9 @@ _MISSING = object()
 def report_compare(
     ours: Mapping[str, Any], theirs: Mapping[str, Any], tolerance: float = 1e-9
 ) -> list[Difference]:
-    """Every figure in which two reports differ. Numbers with a fractional part (rates, ratios,
-    p-values) may differ by `tolerance` (absolute, or relative to their size); counts, labels,
-    flags and keys must be equal. Groups are matched by key, so a group found in one report
+    """Every figure in which two reports differ. Floats (rates, ratios, p-values) may differ by
+    `tolerance` (absolute, or relative to their size); counts (integers), labels, flags and keys
+    must be equal, in type too. Groups are matched by key, so a group found in one report
     only is named as such."""
     found: list[Difference] = []
     _compare(ours, theirs, "", tolerance, found)
@@ -737,11 +737,9 @@ def _keyed(value: Any) -> bool:
 def _same(ours: Any, theirs: Any, tolerance: float) -> bool:
     if ours is _MISSING or theirs is _MISSING:
         return ours is theirs
-    numbers = (int, float)
-    if isinstance(ours, bool) or isinstance(theirs, bool):
-        return type(ours) is type(theirs) and ours == theirs
-    if isinstance(ours, float) or isinstance(theirs, float):
-        if not (isinstance(ours, numbers) and isinstance(theirs, numbers)):
-            return False
+    if type(ours) is not type(theirs):
+        # A count is an integer in both (JSON keeps 400 and 400.0 apart), a rate a float.
+        return False
+    if isinstance(ours, float):
         return math.isclose(ours, theirs, rel_tol=tolerance, abs_tol=tolerance)
-    return type(ours) is type(theirs) and bool(ours == theirs)
+    return bool(ours == theirs)
