@@ -545,3 +545,89 @@ def test_the_recomputed_report_follows_the_systems_favourable_labels():
     records = records_opened(ai_system, recorded_decisions(ai_system, 60))
 
     assert differences(ai_system, records, attributes=["sex", "race"]) == []
+
+
+def test_a_category_of_exactly_two_percent_counts_in_ll144_and_one_under_is_left_out():
+    records = [
+        DecisionRecord(attributes={"race": race}, predicted=label, model_version="m 1", day=DAY)
+        for race, label, count in [
+            ("white", "approve", 40),
+            ("black", "deny", 9),
+            ("asian", "deny", 1),
+        ]
+        for _ in range(count)
+    ]
+    groups = {
+        g["key"]: g for g in bias_report_recompute(records=records, attributes=["race"])["groups"]
+    }
+    assert groups["asian"]["ll144_excluded"] is False  # 1 of 50: exactly 2 %
+    assert groups["asian"]["impact_ratio"] == 0.0 and groups["asian"]["four_fifths"] is True
+
+    fewer = bias_report_recompute(records=[*records, records[0]], attributes=["race"])
+    asian = next(group for group in fewer["groups"] if group["key"] == "asian")
+    assert asian["ll144_excluded"] is True and asian["impact_ratio"] is None  # 1 of 51
+
+
+def test_the_median_bucket_is_the_first_at_which_half_the_scores_are_reached():
+    assert recompute.median_bucket({7: 2, 3: 2}) == 3
+    assert recompute.median_bucket({3: 1, 7: 2}) == 7
+    assert recompute.median_bucket({}) is None
+
+
+@pytest.mark.parametrize(
+    ("output", "threshold", "label"),
+    [
+        ({"label": " approve ", "value": "x", "score": 0.1}, 0.5, "approve"),
+        ({"value": 1}, None, "1"),
+        ({"value": 0.25}, None, "0.25"),
+        ({"value": "Approved"}, None, "Approved"),
+        ({"score": 0.5}, 0.5, "score>=threshold"),
+        ({"score": 0.49}, 0.5, "score<threshold"),
+        ({"score": 0.9}, None, "unknown"),
+        ({"label": "   "}, None, "unknown"),
+        ({"label": "x" * 150}, None, "x" * 100),
+        (None, 0.5, "unknown"),
+    ],
+)
+def test_labels_come_from_label_then_value_then_score_against_threshold(output, threshold, label):
+    assert recompute.label_from_output(output, threshold) == label
+
+
+@pytest.mark.parametrize(
+    ("score", "bucket"),
+    [
+        (0.0, 0),
+        (0.05, 1),
+        (0.999, 19),
+        (1.0, 19),
+        (1.7, 19),
+        (-0.2, 0),
+        (float("nan"), -1),
+        (True, -1),
+    ],
+)
+def test_scores_fall_in_twentieths_clamped_to_zero_and_one(score, bucket):
+    assert recompute.score_bucket_from_output({"score": score}) == bucket
+
+
+def test_a_record_from_leaves_takes_its_day_in_utc_and_its_final_label_with_the_threshold():
+    record = recompute.record_from_leaves(
+        decision={
+            "output": {"score": 0.7},
+            "threshold": 0.5,
+            "occurred_at": "2026-11-26T23:59:59.999999Z",
+            "model": {"name": "scorer", "version": "4.2"},
+        },
+        protected_attributes={"sex": "female"},
+        actual={"value": "repaid"},
+        final_output={"score": 0.2},
+    )
+    assert record == DecisionRecord(
+        attributes={"sex": "female"},
+        predicted="score>=threshold",
+        model_version="scorer 4.2",
+        day=datetime.date(2026, 11, 26),
+        actual="repaid",
+        final="score<threshold",
+        score_bucket=14,
+    )
