@@ -26,9 +26,15 @@ record field           comes from
 ``day``                the decision leaf's ``occurred_at``, as a UTC date
 =====================  ==================================================================
 
-What the server counts and an auditor cannot open: the decisions of erased subjects (their
-attributes are crypto-shredded, their counts stay in the server's table), so a report over a
-range holding any differs from the recomputed one by exactly those decisions.
+Where a server's report can differ from the recomputed one, whatever the leaves:
+
+- the decisions of erased subjects: the server keeps their counts (docs/bias.md), an auditor
+  cannot open their attributes, so every figure differs by exactly those decisions;
+- a corrected decision leaves an empty row in the server's counts table: the full view's
+  `first_day`/`last_day` may then be the day of a decision that no longer counts, and an
+  attribute that only corrected decisions reported is still accepted there (with every group
+  `unknown`), where this module refuses it. Neither is a figure of docs/bias.md; both are named
+  by `report_compare`.
 """
 
 from __future__ import annotations
