@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import datetime
 import json
 import random
@@ -452,10 +453,17 @@ def records_opened(system: Any, finals: dict[int, Any]) -> list[DecisionRecord]:
 
 
 def differences(
-    system: Any, records: list[DecisionRecord], *, version: str | None = None, **query: Any
+    system: Any,
+    records: Sequence[DecisionRecord],
+    *,
+    version: str | None = None,
+    prefix: str = "loan-scorer",
+    **query: Any,
 ) -> list[Any]:
     """report_compare of the recomputed report and the server's, as the API serialises it; or,
     when the server refuses the query, the field both name."""
+    from django.conf import settings as django_settings
+
     from audit.models import ModelVersion
     from bias.selectors import ReportError, bias_report_build
 
@@ -466,8 +474,8 @@ def differences(
     def recomputed() -> dict[str, Any]:
         return bias_report_recompute(
             records=records,
-            model_version=f"loan-scorer {version}" if version else None,
-            min_cell=MIN_CELL,
+            model_version=f"{prefix} {version}" if version else None,
+            min_cell=django_settings.BIAS_MIN_CELL,
             favourable_labels=served["favourable_labels"] if served else (),
             favourable_actual_labels=served["favourable_actual_labels"] if served else (),
             system=system.slug,
@@ -631,3 +639,86 @@ def test_a_record_from_leaves_takes_its_day_in_utc_and_its_final_label_with_the_
         final="score<threshold",
         score_bucket=14,
     )
+
+
+def counts_put(system: Any, records: Sequence[DecisionRecord]) -> None:
+    """The server's counts table filled with these decisions, as its services would count them
+    (tests/bias/test_report.py fills it the same way): quicker than recording thousands."""
+    from collections import Counter
+
+    from audit.services.decisions import model_version_register
+    from bias.models import AttributeSet, OutcomeCount
+    from bias.services import _digest, attributes_normalise
+
+    rows: Counter[tuple[Any, ...]] = Counter()
+    for record in records:
+        rows[
+            (
+                record.model_version,
+                record.day,
+                json.dumps(attributes_normalise(dict(record.attributes or {}))),
+                record.predicted,
+                record.actual,
+                record.final if record.final is not None else record.predicted,
+                record.final is not None,
+                record.score_bucket,
+            )
+        ] += 1
+    versions: dict[str, Any] = {}
+    sets: dict[str, Any] = {}
+    counts = []
+    for (version, day, attributes, *labels, bucket), count in rows.items():
+        if version not in versions:
+            versions[version] = model_version_register(
+                system=system, name=version.split()[0], version=version.split()[1]
+            )[0]
+        if attributes not in sets:
+            normal = json.loads(attributes)
+            sets[attributes] = AttributeSet.objects.create(
+                system=system, attributes=normal, digest=_digest(normal)
+            )
+        predicted, actual, final, reviewed = labels
+        counts.append(
+            OutcomeCount(
+                system=system,
+                model_version=versions[version],
+                day=day,
+                attribute_set=sets[attributes],
+                predicted=predicted,
+                actual=actual,
+                final=final,
+                reviewed=reviewed,
+                score_bucket=bucket,
+                count=count,
+            )
+        )
+    OutcomeCount.objects.bulk_create(counts)
+
+
+@pytest.mark.django_db
+def test_the_recomputed_report_equals_the_servers_over_a_large_loan_book(settings):
+    settings.BIAS_MIN_CELL = 25
+    system = AISystemFactory()
+    chance = random.Random(2)
+    records = [
+        # A quarter of them reviewed, some to the other label.
+        record
+        if chance.random() < 0.75
+        else dataclasses.replace(record, final=chance.choice(["approve", "deny"]))
+        for record in book(seed=13, size=4000)
+    ]
+    counts_put(system, records)
+    tests_used = set()
+
+    for query in [
+        {"attributes": ["sex", "race"]},
+        {"attributes": ["race", "sex"], "reference": "most_favoured", "outcome": "final"},
+        {"attributes": ["sex"], "public": True},
+        {"attributes": ["sex", "race"], "public": True, "reference": "female|black"},
+    ]:
+        assert differences(system, records, prefix="scorer", **query) == [], query
+        ours = bias_report_recompute(records=records, min_cell=25, **query)
+        tests_used |= {
+            versus["test"] for group in ours["groups"] for versus in group["vs_reference"].values()
+        }
+    assert {"chi2", "fisher"} <= tests_used  # figures of both tests were compared
