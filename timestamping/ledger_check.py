@@ -447,7 +447,7 @@ class _LedgerCheck:
         """The batch's stream heads, recomputed from its entries: checked against the stored
         heads and the stored stream tiles; the header check compares them with the header."""
         where = {"batch": batch.number}
-        recomputed = []
+        recomputed: list[dict[str, Any]] = []
         for stream in sorted(self.batch_streams):
             size, stack = self.streams[stream]
             recomputed.append(
