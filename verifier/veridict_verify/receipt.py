@@ -312,9 +312,7 @@ class _Verification:
         (item,) = mine
         size, prev_size = item.get("size"), item.get("prev_size")
         index, tree_size = stream.get("leaf_index"), stream.get("tree_size")
-        if not (
-            _integer(size) and _integer(prev_size) and _integer(index) and _integer(tree_size)
-        ):
+        if not (_integer(size) and _integer(prev_size) and _integer(index) and _integer(tree_size)):
             raise StepFailed("stream sizes and leaf_index must be integers")
         if tree_size != size:
             raise StepFailed(
