@@ -116,6 +116,13 @@ def system_lookup(*, purpose: bytes, system_id: int, value: str) -> bytes:
     return keyed_digest(purpose=purpose, data=str(system_id).encode() + b"\x00" + value.encode())
 
 
+def system_stream(*, system_id: int) -> str:
+    """The opaque stream label of an AI system's log (docs/DESIGN.md, Formats): a keyed hash of
+    its id, so that batch headers, which list every stream a batch touched, do not name private
+    systems. 128 bits: no two systems share a label."""
+    return keyed_digest(purpose=b"veridict/system-stream", data=str(system_id).encode()).hex()[:32]
+
+
 def subject_lookup(*, system_id: int, reference: str) -> bytes:
     """A keyed hash of a subject reference, per system: the reference itself is never stored."""
     return system_lookup(

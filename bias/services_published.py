@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from audit import vault
 from audit.models import AISystem, ModelVersion
 from bias.models_published import PublishedAudit
 from bias.selectors import bias_report_build
@@ -92,6 +93,7 @@ def bias_audit_publish(
         tree_size = latest.tree_size if latest is not None else 0
         entry, _ = entry_append(
             kind=ENTRY_KIND,
+            stream=vault.system_stream(system_id=system.pk),
             envelope={
                 "type": ENTRY_KIND,
                 "system": system.slug,

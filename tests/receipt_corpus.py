@@ -162,6 +162,16 @@ def _header_changed(receipt: dict[str, Any], name: str, value: Any, rehash: bool
         receipt["batch"]["header_hash"] = hashlib.sha256(raw).hexdigest()
 
 
+def _resigned_header(receipt: dict[str, Any], name: str, value: Any) -> None:
+    """A header changed and signed again by the log's own key, as only the operator could: the
+    batch header step holds, so what the header says of streams is all that stands between."""
+    _header_changed(receipt, name, value, rehash=True)
+    text, _ = _note_parts(receipt["checkpoint"])
+    lines = text.split("\n")
+    lines[3] = f"veridict-batch {receipt['batch']['number']} {receipt['batch']['header_hash']}"
+    receipt["checkpoint"] = keys.sign("\n".join(lines))
+
+
 def _leaf_changed(receipt: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> None:
     """New canonical bytes and their leaf hash: the leaf step holds, the SET no longer does."""
     leaf = json.loads(base64.b64decode(receipt["entry"]["canonical_b64"]))
@@ -430,6 +440,88 @@ def _tampered(base: dict[str, Any], later_checkpoint: str, other_set: str) -> li
     return cases
 
 
+def _stream_tampered(in_stream: dict[str, Any], plain: dict[str, Any]) -> list[Case]:
+    """The stream proof of an entry of a stream (`in_stream`) changed in turn; and a stream
+    proof added to the receipt of an entry of no stream (`plain`)."""
+    cases: list[Case] = []
+
+    def case(name: str, step: str, change: Callable[[dict[str, Any]], None], source=in_stream):
+        receipt = copy.deepcopy(source)
+        change(receipt)
+        cases.append(Case(name=name, receipt=receipt, verdict="failed", failing_step=step))
+
+    stream = in_stream["stream"]
+    for i, step in enumerate(stream["inclusion"]):
+        case(
+            f"stream.inclusion[{i}] changed",
+            "stream_inclusion",
+            lambda r, i=i, step=step: r["stream"]["inclusion"].__setitem__(i, _flip_hex(step, 3)),
+        )
+    case(
+        "stream.inclusion one hash short",
+        "stream_inclusion",
+        lambda r: r["stream"].update(inclusion=stream["inclusion"][:-1]),
+    )
+    case(
+        "stream.inclusion one hash too many",
+        "stream_inclusion",
+        lambda r: r["stream"].update(inclusion=[*stream["inclusion"], "00" * 32]),
+    )
+    case(
+        "stream.leaf_index minus one",
+        "stream_inclusion",
+        lambda r: r["stream"].update(leaf_index=stream["leaf_index"] - 1),
+    )
+    case(
+        "stream.leaf_index as a float",
+        "stream_inclusion",
+        lambda r: r["stream"].update(leaf_index=float(stream["leaf_index"])),
+    )
+    case(
+        "stream.tree_size plus one",
+        "stream_inclusion",
+        lambda r: r["stream"].update(tree_size=stream["tree_size"] + 1),
+    )
+    case("stream.id changed", "stream_inclusion", lambda r: r["stream"].update(id="s2"))
+    case(
+        "stream null on a sealed entry of a stream",
+        "stream_inclusion",
+        lambda r: r.update(stream=None),
+    )
+    case("stream missing on an entry of a stream", "stream_inclusion", lambda r: r.pop("stream"))
+    case("stream not an object", "stream_inclusion", lambda r: r.update(stream=[stream]))
+    case(
+        "stream proof on an entry of no stream",
+        "stream_inclusion",
+        lambda r: r.update(stream=copy.deepcopy(stream)),
+        source=plain,
+    )
+    header = json.loads(base64.b64decode(in_stream["batch"]["header_b64"]))
+    changed_streams = copy.deepcopy(header["streams"])
+    changed_streams[0]["root"] = _flip_hex(changed_streams[0]["root"])
+    case(
+        "batch header stream root changed, header_hash recomputed",
+        "batch_header",
+        lambda r: _header_changed(r, "streams", changed_streams, rehash=True),
+    )
+    case(
+        "batch header stream root changed, checkpoint signed again by the log key",
+        "stream_inclusion",
+        lambda r: _resigned_header(r, "streams", changed_streams),
+    )
+    case(
+        "batch header without streams, checkpoint signed again by the log key",
+        "stream_inclusion",
+        lambda r: _resigned_header(r, "v", 1),
+    )
+    case(
+        "leaf stream changed, leaf hash recomputed",
+        "set",
+        lambda r: _leaf_changed(r, lambda leaf: leaf.update(stream="s2")),
+    )
+    return cases
+
+
 def _raw_leaf(receipt: dict[str, Any], raw: bytes) -> None:
     receipt["entry"]["canonical_b64"] = base64.b64encode(raw).decode()
     receipt["entry"]["leaf_hash"] = merkle.leaf_hash(raw).hex()
@@ -631,8 +723,15 @@ def corpus_build(*, seal: Callable[[], Any], folder: Path) -> Corpus:
         anchored = anchor_job_run(job_id=job.pk, now=datetime.now(UTC))
         assert anchored is not None and anchored.status == "final", anchored
         fourth = _append(1, batch=4)
+        # Entries of two streams (system logs) in batch 4: its header is version 2; the batches
+        # before keep version 1 headers and receipts without a stream, as before streams.
+        streamed = [
+            entry_append(kind="test", envelope={"batch": 4, "n": 10 + n}, stream=stream)[0]
+            for n, stream in enumerate(["s1", "s2", "s1"])
+        ]
         seal()
         (pending,) = _append(1, batch=5)
+        pending_streamed, _ = entry_append(kind="test", envelope={"batch": 5}, stream="s1")
 
         def receipt(entry: Entry) -> dict[str, Any]:
             # Through JSON, as a verifier receives it.
@@ -645,6 +744,8 @@ def corpus_build(*, seal: Callable[[], Any], folder: Path) -> Corpus:
             _note_parts(base["set"])[0], settings.LOG_ORIGIN, Ed25519PrivateKey.generate()
         )
         with_ethereum = _ethereum_claim(base, base["anchors"][1])
+        in_stream = receipt(streamed[2])
+        assert in_stream["stream"]["leaf_index"] == 1, in_stream["stream"]
         cases = [
             Case("valid: batch 2 entry with two anchors", base, "verified"),
             Case("valid: first batch entry", receipt(first[0]), "verified"),
@@ -659,7 +760,14 @@ def corpus_build(*, seal: Callable[[], Any], folder: Path) -> Corpus:
                 {**copy.deepcopy(base), "anchors": base["anchors"][:1]},
                 "verified",
             ),
+            Case("valid: an entry of a stream", in_stream, "verified"),
+            Case("valid: the first entry of a stream", receipt(streamed[0]), "verified"),
+            Case("valid: the only entry of another stream", receipt(streamed[1]), "verified"),
             Case("pending: not sealed yet", receipt(pending), "pending"),
+            Case(
+                "pending: an entry of a stream not sealed yet", receipt(pending_streamed), "pending"
+            ),
+            *_stream_tampered(in_stream, base),
             *_tampered(base, later_checkpoint, other_set),
             *_ethereum_tampered(with_ethereum),
             *_integers_written_otherwise(base, receipt(first[0]), with_ethereum),

@@ -24,8 +24,9 @@ from veridict_verify.formats import (
 from veridict_verify.note import NoteError, VerifierKey, note_open, note_split
 from veridict_verify.timestamp import TimestampError, timestamp_verify
 
+from timestamping import tree
 from timestamping.anchor_backends import BUILTIN, backends_configured
-from timestamping.models import Anchor, Batch, Entry, LogKey, Tile
+from timestamping.models import Anchor, Batch, Entry, LogKey, StreamHead, Tile
 from timestamping.seq_ranges import SkippedSeqs, seq_ranges_well_formed
 from timestamping.tree import HASH, TILE_HEIGHT, TILE_WIDTH
 
@@ -163,7 +164,7 @@ class _TileLevel:
     def __init__(self, level: int) -> None:
         self.level = level
         self.rows = _Peekable(
-            Tile.objects.filter(level=level)
+            Tile.objects.filter(stream="", level=level)
             .order_by("index", "width")
             .values_list("index", "width", "hashes")
             .iterator(chunk_size=TILE_CHUNK)
@@ -276,6 +277,10 @@ class _LedgerCheck:
         self.prev_header_hash = bytes(32)
         self.prev_root = merkle.EMPTY_ROOT
         self.prev_last_seq = 0
+        # Each stream's tree as a compact range, and the streams the current batch touched with
+        # their sizes before it.
+        self.streams: dict[str, tuple[int, RootStack]] = {}
+        self.batch_streams: dict[str, int] = {}
 
     # --- the walk ---------------------------------------------------------------------------
 
@@ -285,7 +290,9 @@ class _LedgerCheck:
         head = Batch.objects.order_by("-number").values_list("number", flat=True).first() or 0
         entries = _Peekable(
             Entry.objects.order_by("seq")
-            .values_list("seq", "uuid", "kind", "received_at", "canonical", "leaf_hash", "set_note")
+            .values_list(
+                "seq", "uuid", "kind", "received_at", "canonical", "leaf_hash", "set_note", "stream"
+            )
             .iterator(chunk_size=ENTRY_CHUNK)
         )
         anchors = _Peekable(
@@ -416,7 +423,8 @@ class _LedgerCheck:
                 **where,
             )
         header = bytes(batch.header)
-        self._header_check(batch, header, root)
+        streams = self._streams_close(batch)
+        self._header_check(batch, header, root, streams)
         header_hash = hashlib.sha256(header).digest()
         if bytes(batch.header_hash) != header_hash:
             raise _fail(
@@ -435,7 +443,58 @@ class _LedgerCheck:
         self.prev_number, self.prev_header_hash = batch.number, header_hash
         self.prev_root, self.prev_last_seq = root, batch.last_seq
 
-    def _header_check(self, batch: Batch, header: bytes, root: bytes) -> None:
+    def _streams_close(self, batch: Batch) -> list[dict[str, Any]]:
+        """The batch's stream heads, recomputed from its entries: checked against the stored
+        heads and the stored stream tiles; the header check compares them with the header."""
+        where = {"batch": batch.number}
+        recomputed: list[dict[str, Any]] = []
+        for stream in sorted(self.batch_streams):
+            size, stack = self.streams[stream]
+            recomputed.append(
+                {
+                    "id": stream,
+                    "prev_size": self.batch_streams[stream],
+                    "size": size,
+                    "root": stack.root().hex(),
+                }
+            )
+        self.batch_streams = {}
+        stored = [
+            {"id": head[0], "prev_size": head[1], "size": head[2], "root": bytes(head[3]).hex()}
+            for head in StreamHead.objects.filter(batch=batch)
+            .order_by("stream")
+            .values_list("stream", "prev_size", "size", "root")
+        ]
+        for item in recomputed:
+            match = next((head for head in stored if head["id"] == item["id"]), None)
+            if match != item:
+                raise _fail(
+                    "stream_head",
+                    f"stream {item['id']}: stored head {match} is not {item}, recomputed from "
+                    "the stream's entries",
+                    **where,
+                )
+            try:
+                tiles_root = tree.tree_root(item["size"], stream=item["id"])
+            except LookupError as exc:
+                raise _fail("stream_tile", f"stream {item['id']}: {exc}", **where) from exc
+            if tiles_root.hex() != item["root"]:
+                raise _fail(
+                    "stream_tile",
+                    f"stream {item['id']}: the stored tiles give root {tiles_root.hex()} at size "
+                    f"{item['size']}, not {item['root']}",
+                    **where,
+                )
+        if len(stored) != len(recomputed):
+            extra = sorted({head["id"] for head in stored} - {i["id"] for i in recomputed})
+            raise _fail(
+                "stream_head", f"stored heads of streams {extra} this batch did not touch", **where
+            )
+        return recomputed
+
+    def _header_check(
+        self, batch: Batch, header: bytes, root: bytes, streams: list[dict[str, Any]]
+    ) -> None:
         where = {"batch": batch.number}
         try:
             fields = json.loads(header)
@@ -451,8 +510,8 @@ class _LedgerCheck:
             canonical = False
         if not canonical:
             raise _fail("batch_header", "the header bytes are not RFC 8785 canonical JSON", **where)
-        expected = {
-            "v": 1,
+        expected: dict[str, Any] = {
+            "v": 2 if streams else 1,
             "origin": self.origin,
             "number": batch.number,
             "prev_header_hash": self.prev_header_hash.hex() if batch.number > 1 else ZERO_HASH_HEX,
@@ -462,6 +521,8 @@ class _LedgerCheck:
             "root": root.hex(),
             "sealed_at": format_time(batch.sealed_at),
         }
+        if streams:
+            expected["streams"] = streams
         for name, value in expected.items():
             if fields.get(name) != value:
                 raise _fail(
@@ -553,7 +614,7 @@ class _LedgerCheck:
         batch: Batch | None,
         tree_hash: bytes | None,
     ) -> None:
-        seq, entry_id, kind, received_at, canonical, leaf_hash, set_note = row
+        seq, entry_id, kind, received_at, canonical, leaf_hash, set_note, stream = row
         canonical, leaf_hash = bytes(canonical), bytes(leaf_hash)
         where = {
             "entry": str(entry_id),
@@ -592,6 +653,13 @@ class _LedgerCheck:
                     f"the row's {name} {value!r} is not the leaf's {leaf.get(name)!r}",
                     **where,
                 )
+        # The sealer puts an entry in the stream its row names; the leaf is what binds it.
+        if leaf.get("stream", "") != stream or "stream" in leaf and not stream:
+            raise _fail(
+                "entry_fields",
+                f"the row's stream {stream!r} is not the leaf's {leaf.get('stream')!r}",
+                **where,
+            )
         try:
             text, _ = note_open(set_note, self.keys)
         except NoteError as exc:
@@ -643,6 +711,12 @@ class _LedgerCheck:
             raise self._leaf_or_tile(batch, leaf_index, where, tile)
         self.stack.push(leaf_hash)
         self._node_push(0, leaf_hash, batch)
+        stream = row[7]
+        if stream:
+            size, stack = self.streams.setdefault(stream, (0, RootStack()))
+            self.batch_streams.setdefault(stream, size)
+            stack.push(leaf_hash)
+            self.streams[stream] = (size + 1, stack)
 
     def _leaf_or_tile(
         self, batch: Batch, leaf_index: int, where: dict[str, Any], tile: str
@@ -744,7 +818,7 @@ class _LedgerCheck:
             (tiles.level, index, width) for tiles in self.levels for index, width in tiles.beyond
         ]
         beyond += list(
-            Tile.objects.filter(level__gte=len(self.levels))
+            Tile.objects.filter(stream="", level__gte=len(self.levels))
             .order_by("level", "index", "width")
             .values_list("level", "index", "width")
         )

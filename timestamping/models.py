@@ -28,9 +28,18 @@ class Entry(models.Model):
     leaf_hash = models.BinaryField(max_length=32, unique=True)
     set_note = models.TextField(help_text="Signed entry timestamp (a signed note).")
     idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    # The opaque label of the stream (a system log) the domain put this entry in; "" for none.
+    # The leaf names it too, so it cannot be changed without changing the leaf hash.
+    stream = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         verbose_name_plural = "entries"
+        indexes = [
+            # An entry's position in its stream: the stream's entries of one batch, in seq order.
+            models.Index(
+                fields=["stream", "seq"], name="entry_stream_seq", condition=~models.Q(stream="")
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.uuid}"
@@ -39,8 +48,9 @@ class Entry(models.Model):
 class Tile(models.Model):
     """256 hashes of one tree level (C2SP tlog-tiles): level L holds the perfect subtrees of height
     8·L. A tile that is not yet full is stored at each width it had; wider ones are added, none
-    rewritten."""
+    rewritten. `stream` names the tree: "" for the global log, else a stream's own tree."""
 
+    stream = models.CharField(max_length=64, blank=True, default="")
     level = models.PositiveSmallIntegerField()
     index = models.BigIntegerField()
     width = models.PositiveSmallIntegerField()
@@ -48,11 +58,13 @@ class Tile(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["level", "index", "width"], name="tile_unique_width")
+            models.UniqueConstraint(
+                fields=["stream", "level", "index", "width"], name="tile_unique_stream_width"
+            )
         ]
 
     def __str__(self) -> str:
-        return f"tile {self.level}/{self.index} width {self.width}"
+        return f"tile {self.stream}:{self.level}/{self.index} width {self.width}"
 
 
 class Batch(models.Model):
@@ -91,6 +103,28 @@ class Batch(models.Model):
     def seq_at(self, leaf_index: int) -> int:
         """The seq of the entry at this leaf index, which this batch covers."""
         return self.skipped.seq_of_leaf(leaf_index - self.prev_tree_size)
+
+
+class StreamHead(models.Model):
+    """A stream's tree after a batch that added leaves to it: written once by the sealer, in the
+    batch's transaction, and committed to by the batch header (v2). A stream's latest head is the
+    one of its highest batch."""
+
+    stream = models.CharField(max_length=64)
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="stream_heads")
+    prev_size = models.PositiveBigIntegerField()
+    size = models.PositiveBigIntegerField()
+    root = models.BinaryField(max_length=32)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "batch"], name="streamhead_once_per_batch"),
+            # Two heads can never claim the same size: a stream cannot fork either.
+            models.UniqueConstraint(fields=["stream", "size"], name="streamhead_unique_size"),
+        ]
+
+    def __str__(self) -> str:
+        return f"stream {self.stream} size {self.size} (batch {self.batch_id})"
 
 
 class LogKey(models.Model):

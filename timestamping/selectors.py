@@ -15,7 +15,7 @@ from veridict_verify.note import note_split
 
 from timestamping import tree
 from timestamping.anchor_backends import BUILTIN, anchor_receipt_fields, backends_configured
-from timestamping.models import Anchor, AnchorJob, Batch, Entry, LogKey
+from timestamping.models import Anchor, AnchorJob, Batch, Entry, LogKey, StreamHead
 
 RECEIPT_VERSION = "veridict.receipt/v1"
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
@@ -114,6 +114,59 @@ def proof_consistency(*, old_size: int, new_size: int) -> list[bytes]:
     _check_size(new_size, current=current)
     _check_size(old_size, current=current)
     return tree.consistency_proof(old_size, new_size)
+
+
+def stream_size_current(*, stream: str) -> int:
+    head = StreamHead.objects.filter(stream=stream).order_by("-size").first()
+    return head.size if head else 0
+
+
+def stream_position(*, entry: Entry, batch: Batch | None = None) -> tuple[StreamHead, int] | None:
+    """(the head its batch wrote for its stream, its leaf index in the stream) of a sealed entry
+    of a stream; None for an entry of no stream or not sealed yet.
+
+    The index is counted, not stored, as leaf indices are (models.py): the heads before it, plus
+    the stream's entries of the same batch before it, which the (stream, seq) index answers."""
+    if not entry.stream:
+        return None
+    batch = batch or batch_of_entry(entry=entry)
+    if batch is None:
+        return None
+    head = StreamHead.objects.get(stream=entry.stream, batch=batch)
+    before = Entry.objects.filter(
+        stream=entry.stream, seq__gte=batch.first_seq, seq__lt=entry.seq
+    ).count()
+    return head, head.prev_size + before
+
+
+def proof_stream_inclusion(*, stream: str, leaf_hash: bytes, tree_size: int) -> dict[str, Any]:
+    """The leaf index of a sealed leaf in its stream's tree and its audit path in the stream tree
+    of the given size."""
+    entry = Entry.objects.filter(leaf_hash=leaf_hash, stream=stream).first()
+    position = stream_position(entry=entry) if entry is not None else None
+    if position is None:
+        raise NotInLog(f"no sealed entry of stream {stream} has this leaf hash")
+    _, leaf_index = position
+    _check_size(tree_size, current=stream_size_current(stream=stream))
+    if leaf_index >= tree_size:
+        raise NotInLog(f"leaf {leaf_index} was added to the stream after size {tree_size}")
+    return {
+        "stream": stream,
+        "leaf_index": leaf_index,
+        "tree_size": tree_size,
+        "hashes": [
+            step.hex() for step in tree.inclusion_proof(leaf_index, tree_size, stream=stream)
+        ],
+    }
+
+
+def proof_stream_consistency(*, stream: str, old_size: int, new_size: int) -> list[bytes]:
+    if old_size > new_size:
+        raise NotInLog(f"size {old_size} is larger than size {new_size}")
+    current = stream_size_current(stream=stream)
+    _check_size(new_size, current=current)
+    _check_size(old_size, current=current)
+    return tree.consistency_proof(old_size, new_size, stream=stream)
 
 
 def _signer_key(note: str) -> str | None:
@@ -264,6 +317,8 @@ def _receipt(entry: Entry) -> dict[str, Any]:
         "anchors": [],
         "anchor_status": [],
     }
+    if entry.stream:
+        receipt["stream"] = None  # pending, like proof
     if batch is None:
         return receipt
     leaf_index = batch.leaf_index_of(entry.seq)
@@ -278,6 +333,18 @@ def _receipt(entry: Entry) -> dict[str, Any]:
         "header_b64": base64.b64encode(bytes(batch.header)).decode(),
         "header_hash": bytes(batch.header_hash).hex(),
     }
+    position = stream_position(entry=entry, batch=batch)
+    if position is not None:
+        head, stream_index = position
+        receipt["stream"] = {
+            "id": entry.stream,
+            "leaf_index": stream_index,
+            "tree_size": head.size,
+            "inclusion": [
+                step.hex()
+                for step in tree.inclusion_proof(stream_index, head.size, stream=entry.stream)
+            ],
+        }
     receipt["log"]["verifier_key"] = _signer_key(batch.checkpoint)
     receipt["anchors"] = _anchors(batch)
     receipt["anchor_status"] = _anchor_status(batch)

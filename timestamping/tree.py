@@ -1,4 +1,7 @@
-"""The stored Merkle tree: tiles of 256 hashes, proofs that read O(log n) of them, appends."""
+"""The stored Merkle trees: tiles of 256 hashes, proofs that read O(log n) of them, appends.
+
+Every function works on one tree, named by `stream`: "" is the global log, any other value a
+stream's own tree (a system log); the tiles of each are stored apart with the same code."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def _tile_need(height: int, index: int) -> tuple[int, int, int]:
     return level, last // TILE_WIDTH, last % TILE_WIDTH + 1
 
 
-def tiles_load(needs: Iterable[tuple[int, int, int]]) -> dict[TileKey, bytes]:
+def tiles_load(needs: Iterable[tuple[int, int, int]], *, stream: str = "") -> dict[TileKey, bytes]:
     """The narrowest stored version of each (level, index) tile that is at least as wide as needed.
 
     One query, one row per tile: a tile that grew one leaf at a time is stored at up to 256 widths,
@@ -51,18 +54,21 @@ def tiles_load(needs: Iterable[tuple[int, int, int]]) -> dict[TileKey, bytes]:
     # placeholders go into the text.
     ops = connection.ops
     table = ops.quote_name(Tile._meta.db_table)
-    level_col, index_col, width_col = (ops.quote_name(c) for c in ("level", "index", "width"))
+    level_col, index_col, width_col, stream_col = (
+        ops.quote_name(c) for c in ("level", "index", "width", "stream")
+    )
     # Every stored version of a tile agrees on the hashes they share, so the narrowest wide enough
     # will do; the unique (level, index, width) index answers each MIN directly.
     one_tile = (
         f"({level_col} = %s AND {index_col} = %s AND {width_col} = (SELECT MIN({width_col}) "  # noqa: S608
-        f"FROM {table} WHERE {level_col} = %s AND {index_col} = %s AND {width_col} >= %s))"
+        f"FROM {table} WHERE {stream_col} = %s AND {level_col} = %s AND {index_col} = %s "
+        f"AND {width_col} >= %s))"
     )
-    params: list[int] = []
+    params: list[int | str] = [stream]
     for (level, index), width in wanted.items():
-        params += [level, index, level, index, width]
+        params += [level, index, stream, level, index, width]
     hashes_col = ops.quote_name("hashes")
-    where = " OR ".join([one_tile] * len(wanted))
+    where = f"{stream_col} = %s AND (" + " OR ".join([one_tile] * len(wanted)) + ")"
     sql = f"SELECT {level_col}, {index_col}, {hashes_col} FROM {table} WHERE {where}"  # noqa: S608
     found: dict[TileKey, bytes] = {}
     with connection.cursor() as cursor:
@@ -71,7 +77,7 @@ def tiles_load(needs: Iterable[tuple[int, int, int]]) -> dict[TileKey, bytes]:
             found[(level, index)] = bytes(hashes)
     missing = sorted(set(wanted) - set(found))
     if missing:
-        raise LookupError(f"tree tiles {missing} are not stored")
+        raise LookupError(f"tree tiles {missing} of stream {stream!r} are not stored")
     return found
 
 
@@ -92,8 +98,9 @@ class TreeView:
     for real.
     """
 
-    def __init__(self, overlay: dict[TileKey, bytes] | None = None) -> None:
+    def __init__(self, overlay: dict[TileKey, bytes] | None = None, *, stream: str = "") -> None:
         self._tiles: dict[TileKey, bytes] = dict(overlay or {})
+        self.stream = stream
 
     def subtree_hash(self, height: int, index: int) -> bytes:
         level, rest = divmod(height, TILE_HEIGHT)
@@ -116,27 +123,31 @@ class TreeView:
 
         computation(record)
         absent = [need for need in needs if len(self._tiles.get(need[:2], b"")) < need[2] * HASH]
-        self._tiles.update(tiles_load(absent))
+        self._tiles.update(tiles_load(absent, stream=self.stream))
         return computation(self.range_hash)
 
 
-def tree_root(size: int, view: TreeView | None = None) -> bytes:
+def tree_root(size: int, view: TreeView | None = None, *, stream: str = "") -> bytes:
     if size == 0:
         return merkle.EMPTY_ROOT
-    return (view or TreeView()).compute(lambda range_hash: [range_hash(0, size)])[0]
+    return (view or TreeView(stream=stream)).compute(lambda range_hash: [range_hash(0, size)])[0]
 
 
-def inclusion_proof(index: int, size: int) -> list[bytes]:
-    return TreeView().compute(lambda range_hash: merkle.inclusion_proof(index, size, range_hash))
+def inclusion_proof(index: int, size: int, *, stream: str = "") -> list[bytes]:
+    return TreeView(stream=stream).compute(
+        lambda range_hash: merkle.inclusion_proof(index, size, range_hash)
+    )
 
 
-def consistency_proof(old_size: int, new_size: int, view: TreeView | None = None) -> list[bytes]:
-    return (view or TreeView()).compute(
+def consistency_proof(
+    old_size: int, new_size: int, view: TreeView | None = None, *, stream: str = ""
+) -> list[bytes]:
+    return (view or TreeView(stream=stream)).compute(
         lambda range_hash: merkle.consistency_proof(old_size, new_size, range_hash)
     )
 
 
-def tree_extend(old_size: int, leaf_hashes: list[bytes]) -> list[NewTile]:
+def tree_extend(old_size: int, leaf_hashes: list[bytes], *, stream: str = "") -> list[NewTile]:
     """The tiles that appending these leaves to a tree of old_size adds, at every level.
 
     At each level the hashes that become complete are grouped into tiles; a tile that was partial is
@@ -149,15 +160,15 @@ def tree_extend(old_size: int, leaf_hashes: list[bytes]) -> list[NewTile]:
         first_tile = before // TILE_WIDTH
         prefix_width = before % TILE_WIDTH
         prefix = (
-            tiles_load([(level, first_tile, prefix_width)])[(level, first_tile)]
+            tiles_load([(level, first_tile, prefix_width)], stream=stream)[(level, first_tile)]
             if prefix_width
             else b""
         )
-        stream = prefix[: prefix_width * HASH] + b"".join(additions)
+        known = prefix[: prefix_width * HASH] + b"".join(additions)
         parents: list[bytes] = []
         for tile_index in range(first_tile, (after - 1) // TILE_WIDTH + 1):
             start = (tile_index - first_tile) * TILE_WIDTH * HASH
-            hashes = stream[start : start + TILE_WIDTH * HASH]
+            hashes = known[start : start + TILE_WIDTH * HASH]
             new_tiles.append(NewTile(level, tile_index, hashes))
             if len(hashes) == TILE_WIDTH * HASH:
                 parents.append(

@@ -370,6 +370,7 @@ def _rows_build(system: AISystem, plan: _Plan) -> _Subjects:
     # INSERTs come between it and the commit.
     received_at = timezone.now()
     sign = keys.signer()
+    stream = vault.system_stream(system_id=system.pk)
     for new, (entry_id, envelope) in zip(plan.new, envelopes, strict=True):
         new.entry = entry_build(
             kind="decision",
@@ -377,6 +378,7 @@ def _rows_build(system: AISystem, plan: _Plan) -> _Subjects:
             entry_id=entry_id,
             received_at=received_at,
             sign=sign,
+            stream=stream,
         )
         new.decision.received_at = received_at  # type: ignore[union-attr]
     return subjects

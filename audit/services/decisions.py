@@ -99,7 +99,11 @@ def model_version_register(
     }
     try:
         with transaction.atomic():  # one savepoint: losing a race undoes the entry as well
-            entry, _ = entry_append(kind="model_version", envelope=envelope)
+            entry, _ = entry_append(
+                kind="model_version",
+                envelope=envelope,
+                stream=vault.system_stream(system_id=system.pk),
+            )
             if existing is not None:  # an undeclared version being declared
                 existing.artefact_sha256 = artefact_sha256
                 existing.training_data_description = training_data_description
@@ -265,7 +269,9 @@ def _decision_create(
     envelope, personal = decision_envelope(
         system=system, data=data, model_version=model_version, supersedes=supersedes, intake=intake
     )
-    entry, _ = entry_append(kind="decision", envelope=envelope)
+    entry, _ = entry_append(
+        kind="decision", envelope=envelope, stream=vault.system_stream(system_id=system.pk)
+    )
     sealed = decision_personal_seal(
         data_key=subject_key(subject), entry_uuid=entry.uuid, personal=personal
     )
@@ -296,6 +302,7 @@ def outcome_record(*, decision: Decision, actual: dict[str, Any], observed_at: A
     with transaction.atomic(durable=True):
         entry, _ = entry_append(
             kind="outcome",
+            stream=vault.system_stream(system_id=decision.system_id),
             envelope={
                 "type": "outcome",
                 "system": decision.system.slug,

@@ -147,7 +147,9 @@ def _document_create(
         "media_type": media_type or None,
         "informed": sorted(str(decision.entry.uuid) for decision in decisions),
     }
-    entry, _ = entry_append(kind="document", envelope=envelope)
+    entry, _ = entry_append(
+        kind="document", envelope=envelope, stream=vault.system_stream(system_id=system.pk)
+    )
     document = Document.objects.create(
         system=system,
         entry=entry,

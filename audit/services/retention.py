@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
+from audit import vault
 from audit.models import MIN_RETENTION_DAYS, AISystem, Document, Erasure, Subject
 from audit.services.subjects import subject_erase
 from timestamping.services import entry_append
@@ -69,6 +70,7 @@ def document_file_erase(
         name = locked.file.name
         entry, _ = entry_append(
             kind="file_erasure",
+            stream=vault.system_stream(system_id=locked.system_id),
             envelope={
                 "type": "file_erasure",
                 "system": locked.system.slug,

@@ -158,6 +158,7 @@ def subject_erase(
         decisions_salt = vault.salt_new()
         entry, _ = entry_append(
             kind="erasure",
+            stream=vault.system_stream(system_id=locked.system_id),
             envelope={
                 "type": "erasure",
                 "system": locked.system.slug,

@@ -108,7 +108,11 @@ def action_append(
         "output": output,
         **(extra or {}),
     }
-    entry, _ = entry_append(kind=entry_kind, envelope=envelope)
+    entry, _ = entry_append(
+        kind=entry_kind,
+        envelope=envelope,
+        stream=vault.system_stream(system_id=decision.system_id),
+    )
     return ReviewAction.objects.create(
         entry=entry,
         decision=decision,

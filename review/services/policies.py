@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Max
 
+from audit import vault
 from audit.models import AISystem
 from review.errors import NotAllowed
 from review.models import PolicySet, ReviewSettings
@@ -35,6 +36,7 @@ def policy_set_publish(*, system: AISystem, rules: Any, by: Any) -> PolicySet:
         previous = review_settings.current_policy
         entry, _ = entry_append(
             kind="policy",
+            stream=vault.system_stream(system_id=system.pk),
             envelope={
                 "type": "policy",
                 "system": system.slug,

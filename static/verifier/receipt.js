@@ -1,6 +1,6 @@
 // Verifies a Veridict receipt in the browser step by step: leaf, set, inclusion,
-// checkpoint_signature, batch_header, anchor[i]; the same steps, statuses and verdicts as
-// veridict-verify (verifier/veridict_verify/receipt.py).
+// checkpoint_signature, batch_header, stream_inclusion (an entry of a stream), anchor[i]; the
+// same steps, statuses and verdicts as veridict-verify (verifier/veridict_verify/receipt.py).
 
 import {
   FormatError,
@@ -36,7 +36,14 @@ export const OK = "ok";
 export const FAILED = "failed";
 export const PENDING = "pending";
 export const SKIPPED = "skipped";
-export const STEP_NAMES = ["leaf", "set", "inclusion", "checkpoint_signature", "batch_header"];
+export const STEP_NAMES = [
+  "leaf",
+  "set",
+  "inclusion",
+  "checkpoint_signature",
+  "batch_header",
+  "stream_inclusion",
+];
 const ANCHOR_TYPES = ["rfc3161", "ethereum"];
 const ZERO_HASH_HEX = "0".repeat(64);
 
@@ -137,6 +144,10 @@ class Verification {
         throw new StepFailed(`entry.${name} differs from the ${name} inside the leaf`);
       }
     }
+    if ("stream" in leaf && typeof leaf.stream !== "string") {
+      throw new StepFailed("the leaf's stream is not a string");
+    }
+    this.leafStream = leaf.stream ?? null;
     if (this.documentSha256) {
       const how = await this.document(leaf.body, this.documentSha256);
       return `leaf hash ${toHex(claimed)} matches; it registers this document (${how})`;
@@ -247,6 +258,7 @@ class Verification {
     }
     const header = strictJson(raw, "the batch header");
     if (!isObject(header)) throw new StepFailed("the batch header is not an object");
+    this.header = header;
     const expected = {
       origin: checkpoint.origin,
       number: checkpoint.batchNumber,
@@ -306,6 +318,54 @@ class Verification {
       `batch ${checkpoint.batchNumber} extends tree size ${prevSize}, ` +
       `sealed at ${formatTime(sealedAt)}`
     );
+  }
+
+  /** The entry is in its stream's tree (its system log) as the batch header committed to it:
+   * the leaf names the stream, the header (v2) lists that stream's size and root. */
+  async stream_inclusion() {
+    const stream = this.receipt.stream;
+    if (this.leafStream === null) {
+      throw new StepFailed("the receipt has a stream proof but the leaf names no stream");
+    }
+    if (!isObject(stream)) throw new StepFailed("stream is not an object");
+    if (stream.id !== this.leafStream) {
+      throw new StepFailed("stream.id is not the stream the leaf names");
+    }
+    const listed = this.header.streams;
+    if (!jsonEqual(this.header.v ?? null, 2) || !Array.isArray(listed)) {
+      throw new StepFailed("the batch header is not version 2: it commits to no stream");
+    }
+    const items = listed.filter((item) => isObject(item));
+    const mine = items.filter((item) => item.id === this.leafStream);
+    if (items.length !== listed.length || mine.length !== 1) {
+      throw new StepFailed(`the batch header does not list stream ${this.leafStream} once`);
+    }
+    const item = mine[0];
+    const size = item.size;
+    const prevSize = item.prev_size;
+    const index = stream.leaf_index;
+    const treeSize = stream.tree_size;
+    if (![size, prevSize, index, treeSize].every((value) => isInt(value))) {
+      throw new StepFailed("stream sizes and leaf_index must be integers");
+    }
+    if (treeSize !== size) {
+      throw new StepFailed(
+        `stream.tree_size ${treeSize} is not the stream's size ${size} in the header`,
+      );
+    }
+    if (!(prevSize <= index && index < size)) {
+      throw new StepFailed(`stream leaf ${index} is not among this batch's leaves of the stream`);
+    }
+    const root = hexHash(item.root, "header stream root");
+    const path = hexList(stream.inclusion, "stream.inclusion");
+    const leaf = hexHash(this.entry.leaf_hash, "entry.leaf_hash");
+    try {
+      await verifyInclusion(index, size, leaf, path, root);
+    } catch (error) {
+      if (error instanceof ProofError) throw new StepFailed(error.message);
+      throw error;
+    }
+    return `leaf ${index} is in stream ${this.leafStream} of size ${size}`;
   }
 
   async anchor(anchor) {
@@ -455,8 +515,14 @@ export async function verifyReceipt(
   if (!((await run("leaf", () => check.leaf())) && (await run("set", () => check.set())))) {
     return done();
   }
+  // Only an entry of a stream has the step: receipts of other entries (and every receipt from
+  // before streams) verify with the steps they always had.
+  const inStream =
+    check.leafStream !== null || (receipt.stream !== null && receipt.stream !== undefined);
+  const sealedSteps = ["inclusion", "checkpoint_signature", "batch_header"];
+  if (inStream) sealedSteps.push("stream_inclusion");
   if (receipt.proof === null || receipt.proof === undefined) {
-    for (const name of ["inclusion", "checkpoint_signature", "batch_header"]) {
+    for (const name of sealedSteps) {
       steps.push({
         name,
         status: PENDING,
@@ -465,7 +531,7 @@ export async function verifyReceipt(
     }
     return done();
   }
-  for (const name of ["inclusion", "checkpoint_signature", "batch_header"]) {
+  for (const name of sealedSteps) {
     if (!(await run(name, () => check[name]()))) return done();
   }
   const anchors = receipt.anchors;

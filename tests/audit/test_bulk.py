@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from veridict_verify.receipt import receipt_verify
 
-from audit import api_bulk
+from audit import api_bulk, vault
 from audit.models import Decision, Erasure, Subject
 from audit.selectors import decisions_by_client_id
 from audit.services.bulk import BulkItem, decisions_bulk_record
@@ -57,6 +57,7 @@ def test_ndjson_records_are_recorded_in_input_order(api_client, decision_request
         decision = Decision.objects.select_related("entry").get(entry__uuid=result["id"])
         assert decision_client_id(decision) == record["client_decision_id"]
         assert bytes(decision.entry.leaf_hash).hex() == result["leaf_hash"]
+        assert decision.entry.stream == vault.system_stream(system_id=decision.system_id)
 
 
 def test_a_json_array_is_recorded_like_ndjson(api_client, decision_request):

@@ -7,6 +7,7 @@ import json
 import pytest
 from veridict_verify.receipt import receipt_verify
 
+from audit import vault
 from audit.models import Decision, ModelVersion
 from audit.services.systems import api_key_create
 from timestamping import keys
@@ -187,3 +188,22 @@ def test_the_schema_example_is_a_valid_request(api_client):
     from audit.api import DECISION_EXAMPLE
 
     assert post(api_client, DECISION_EXAMPLE).status_code == 201
+
+
+def test_a_decision_and_its_outcome_are_in_their_system_s_log_under_a_keyed_id(
+    api_client, decision_request, ai_system
+):
+    answer = post(api_client, decision_request()).json()
+    outcome = api_client.post(
+        f"/api/v1/decisions/{answer['id']}/outcome",
+        {"actual": {"label": "repaid"}, "observed_at": "2027-01-01T00:00:00Z"},
+        format="json",
+    ).json()
+    stream = vault.system_stream(system_id=ai_system.pk)
+    for entry_id in (answer["id"], outcome["id"]):
+        entry = Entry.objects.get(uuid=entry_id)
+        assert entry.stream == stream
+        assert json.loads(bytes(entry.canonical))["stream"] == stream
+    # Opaque: neither the system's slug nor its name, and another system has another id.
+    assert ai_system.slug not in stream and len(stream) == 32
+    assert vault.system_stream(system_id=ai_system.pk + 1) != stream

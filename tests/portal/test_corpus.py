@@ -49,6 +49,7 @@ def test_every_corpus_receipt_gets_its_verdict_and_failing_step(corpus) -> None:
 def test_the_corpus_changes_every_layer_of_the_receipt(corpus) -> None:
     failing = {case.failing_step for case in corpus.cases if case.verdict == "failed"}
     steps = {"leaf", "set", "inclusion", "checkpoint_signature", "batch_header"}
+    steps |= {"stream_inclusion"}
     assert steps | {"anchor[0]", "anchor[1]", "anchor[2]"} == failing
     verdicts = {case.verdict for case in corpus.cases}
     assert verdicts == {"verified", "failed", "pending"}
@@ -74,6 +75,8 @@ def test_the_command_agrees_on_a_tampered_receipt_and_a_pending_one(corpus, tmp_
         ("batch header sealed_at changed, header_hash recomputed", 1),
         ("pending: not sealed yet", 3),
         ("valid: batch 2 entry with two anchors", 0),
+        ("stream.inclusion[0] changed", 1),
+        ("pending: an entry of a stream not sealed yet", 3),
     ):
         case = corpus.by_name[name]
         path = tmp_path / "receipt.json"
@@ -92,3 +95,26 @@ def test_the_command_agrees_on_a_tampered_receipt_and_a_pending_one(corpus, tmp_
             case.verdict,
             "failed" if case.failing_step else report["steps"][-1]["status"],
         )
+
+
+def test_the_command_names_the_stream_inclusion_step_in_text_and_json(corpus, tmp_path) -> None:
+    path = tmp_path / "receipt.json"
+    path.write_text(corpus.by_name["valid: an entry of a stream"].text)
+    command = [str(COMMAND), str(path), "--key", corpus.verifier_key]
+    text = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "stream_inclusion" in text
+    report = json.loads(
+        subprocess.run(
+            [*command, "--json"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+    )
+    names = [step["name"] for step in report["steps"]]
+    assert names[:6] == [
+        "leaf",
+        "set",
+        "inclusion",
+        "checkpoint_signature",
+        "batch_header",
+        "stream_inclusion",
+    ]
+    assert report["verdict"] == "verified"

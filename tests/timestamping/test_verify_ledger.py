@@ -18,7 +18,7 @@ from veridict_verify import merkle
 
 from timestamping import keys
 from timestamping.ledger_check import LedgerReport, RootStack, ledger_verify
-from timestamping.models import Anchor, Batch, Entry, Tile
+from timestamping.models import Anchor, Batch, Entry, StreamHead, Tile
 from timestamping.services import entry_append
 
 pytestmark = pytest.mark.django_db
@@ -416,3 +416,47 @@ def test_skipped_ranges_not_in_the_form_sealing_writes_are_reported(gapped, veri
     forged = shifted(ranges) if isinstance(ranges, list) else ranges
     tamper(lambda: Batch.objects.filter(pk=batch.pk).update(skipped_ranges=forged))
     assert where(verify()) == {"what": "skipped_seqs", "batch": batch.number}
+
+
+# --- streams (system logs) ------------------------------------------------------------------
+
+
+@pytest.fixture
+def streamed_log(seal) -> list[Entry]:
+    """Three batches of entries of streams "a", "b" and none, interleaved; stream "a" grows past
+    one leaf tile (256) in the third batch."""
+    entries: list[Entry] = []
+    for labels in (["a", "b", ""] * 100, ["b"] * 5, ["a"] * 200):
+        for label in labels:
+            entries.append(entry_append(kind="test", envelope={"n": len(entries)}, stream=label)[0])
+        seal()
+    return entries
+
+
+def test_a_log_with_streams_verifies_its_stream_trees_and_v2_headers(streamed_log, verify):
+    report = verify()
+    assert report.ok, report.mismatch
+    assert report.entries == 505
+    headers = [json.loads(bytes(b.header)) for b in Batch.objects.order_by("number")]
+    assert [h["v"] for h in headers] == [2, 2, 2]
+    assert [(s["id"], s["size"]) for s in headers[-1]["streams"]] == [("a", 300)]
+
+
+def test_a_tampered_stream_root_is_reported_with_its_batch(streamed_log, verify):
+    head = StreamHead.objects.get(stream="b", batch__number=2)
+    tamper(lambda: StreamHead.objects.filter(pk=head.pk).update(root=bytes(32)))
+    assert where(verify()) == {"what": "stream_head", "batch": 2}
+
+
+def test_a_tampered_stream_tile_is_reported_with_its_batch(streamed_log, verify):
+    tile = Tile.objects.get(stream="a", level=0, index=0, width=100)
+    hashes = flipped(bytes(tile.hashes), 5)
+    tamper(lambda: Tile.objects.filter(pk=tile.pk).update(hashes=hashes))
+    assert where(verify()) == {"what": "stream_tile", "batch": 1}
+
+
+def test_an_entry_moved_to_another_stream_in_its_row_is_reported(streamed_log, verify):
+    moved = streamed_log[1]  # of stream "b"; its leaf still names "b"
+    tamper(lambda: Entry.objects.filter(pk=moved.pk).update(stream="a"))
+    found = where(verify())
+    assert (found["what"], found["entry"]) == ("entry_fields", str(moved.uuid))

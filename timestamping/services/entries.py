@@ -18,6 +18,9 @@ from timestamping import canonical, keys
 from timestamping.models import Entry
 
 KIND = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+# A stream label is opaque to the ledger: the domain chooses one per log it wants kept apart
+# (audit: a keyed hash per AI system). Short and plain, since batch headers list them.
+STREAM = re.compile(r"[0-9a-z][0-9a-z_.-]{0,63}")
 # PostgreSQL advisory lock between appenders (shared) and the sealer's watermark (exclusive).
 SEQ_LOCK = 0x5665726964696374  # "Veridict"
 
@@ -57,18 +60,26 @@ class EnvelopeError(ValueError):
     """The envelope cannot be canonicalised (RFC 8785 / I-JSON): the caller answers 400."""
 
 
-def leaf_canonical(*, entry_id: uuid.UUID, kind: str, received_at: str, envelope: Any) -> bytes:
-    """The leaf's canonical bytes of DESIGN.md: RFC 8785 over version, id, kind, time and body."""
+def leaf_canonical(
+    *, entry_id: uuid.UUID, kind: str, received_at: str, envelope: Any, stream: str = ""
+) -> bytes:
+    """The leaf's canonical bytes of DESIGN.md: RFC 8785 over version, id, kind, time and body,
+    and the stream, if any. A leaf without a stream has no `stream` member at all, so leaves
+    written before streams existed are byte for byte what they were."""
     leaf = {"v": 1, "id": str(entry_id), "kind": kind, "received_at": received_at, "body": envelope}
+    if stream:
+        leaf["stream"] = stream
     try:
         return canonical.dumps(leaf)
     except (canonical.CanonicalizationError, TypeError, ValueError) as exc:
         raise EnvelopeError(f"envelope is not I-JSON: {exc}") from exc
 
 
-def _kind_check(kind: str) -> None:
+def _kind_check(kind: str, stream: str = "") -> None:
     if not KIND.fullmatch(kind):
         raise EnvelopeError(f"kind {kind!r} is not a short lower-case name")
+    if stream and not STREAM.fullmatch(stream):
+        raise EnvelopeError(f"stream {stream!r} is not a short lower-case label")
 
 
 def entry_build(
@@ -78,14 +89,15 @@ def entry_build(
     received_at: datetime,
     entry_id: uuid.UUID | None = None,
     sign: Callable[[str], str] = keys.sign,
+    stream: str = "",
 ) -> Entry:
     """An unsaved entry: its canonical leaf, leaf hash and SET. What entry_append stores, and
     what a bulk writer stores thousands of in one INSERT (with one `keys.signer()` for all)."""
-    _kind_check(kind)
+    _kind_check(kind, stream)
     entry_id = entry_id or uuid.uuid4()
     received_text = format_time(received_at)
     leaf = leaf_canonical(
-        entry_id=entry_id, kind=kind, received_at=received_text, envelope=envelope
+        entry_id=entry_id, kind=kind, received_at=received_text, envelope=envelope, stream=stream
     )
     leaf_hash = merkle.leaf_hash(leaf)
     promise = SignedEntryTimestamp(
@@ -101,24 +113,32 @@ def entry_build(
         canonical=leaf,
         leaf_hash=leaf_hash,
         set_note=sign(promise.body()),
+        stream=stream,
     )
 
 
 def entry_append(
-    *, kind: str, envelope: dict[str, Any], idempotency_key: str | None = None
+    *,
+    kind: str,
+    envelope: dict[str, Any],
+    idempotency_key: str | None = None,
+    stream: str = "",
 ) -> tuple[Entry, bool]:
     """Stores an entry and its SET; returns (entry, created). The one way entries are written.
+
+    `stream` (opaque, chosen by the domain) puts the entry in that stream's own tree as well
+    when it is sealed; the leaf names it.
 
     Joins the caller's transaction, so a domain record and its entry commit together. A second call
     with the same idempotency key returns the first entry, whatever its envelope: callers that must
     tell a retry from a conflicting request compare envelopes themselves.
     """
-    _kind_check(kind)
+    _kind_check(kind, stream)
     if idempotency_key is not None:
         existing = Entry.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
-    entry = entry_build(kind=kind, envelope=envelope, received_at=timezone.now())
+    entry = entry_build(kind=kind, envelope=envelope, received_at=timezone.now(), stream=stream)
     entry.idempotency_key = idempotency_key
     # No savepoint of its own when it joins the caller's transaction (each is a round trip): what
     # fails in here leaves that transaction to roll back, entry and all.

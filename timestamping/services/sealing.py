@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 
 import structlog
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from veridict_verify.formats import ZERO_HASH_HEX, Checkpoint, format_time
 
 from timestamping import canonical, keys, tree
-from timestamping.models import Batch, Entry, SealLock, Tile
+from timestamping.models import Batch, Entry, SealLock, StreamHead, Tile
 from timestamping.seq_ranges import seq_ranges_of_gaps
 from timestamping.services.anchoring import batch_anchor_builtin
 from timestamping.services.entries import SEQ_LOCK
@@ -39,16 +41,74 @@ def _committed_seq_watermark() -> int | None:
     return watermark or 0
 
 
-def _pending_leaves(after_seq: int, watermark: int | None, limit: int) -> list[tuple[int, bytes]]:
+def _pending_leaves(
+    after_seq: int, watermark: int | None, limit: int
+) -> list[tuple[int, bytes, str]]:
     table = connection.ops.quote_name(Entry._meta.db_table)
     bound = "" if watermark is None else "AND seq <= %s"
     params = [after_seq] + ([] if watermark is None else [watermark]) + [limit]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT seq, leaf_hash FROM {table} WHERE seq > %s {bound} ORDER BY seq LIMIT %s",  # noqa: S608
+            f"SELECT seq, leaf_hash, stream FROM {table} WHERE seq > %s {bound} "  # noqa: S608
+            "ORDER BY seq LIMIT %s",
             params,
         )
-        return [(seq, bytes(leaf_hash)) for seq, leaf_hash in cursor.fetchall()]
+        return [(seq, bytes(leaf_hash), stream) for seq, leaf_hash, stream in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class StreamUpdate:
+    """What a batch did to one stream's tree: the header v2 lists one per stream it touched."""
+
+    stream: str
+    prev_size: int
+    size: int
+    root: bytes
+
+    def header_item(self) -> dict[str, object]:
+        return {
+            "id": self.stream,
+            "prev_size": self.prev_size,
+            "size": self.size,
+            "root": self.root.hex(),
+        }
+
+
+def stream_sizes(streams: list[str]) -> dict[str, int]:
+    """Each stream's current size (its latest head's); a stream with no head is absent."""
+    latest = StreamHead.objects.filter(stream=OuterRef("stream")).order_by("-size").values("size")
+    return dict(
+        StreamHead.objects.filter(stream__in=streams, size=Subquery(latest[:1])).values_list(
+            "stream", "size"
+        )
+    )
+
+
+def _streams_extend(leaves: list[tuple[int, bytes, str]]) -> list[StreamUpdate]:
+    """Appends each stream's leaves of the batch, in log order, to that stream's tree: the same
+    tile code as the global tree, each stream's tiles apart."""
+    added: dict[str, list[bytes]] = {}
+    for _, leaf_hash, stream in leaves:
+        if stream:
+            added.setdefault(stream, []).append(leaf_hash)
+    if not added:
+        return []
+    sizes = stream_sizes(sorted(added))
+    updates, rows = [], []
+    for stream in sorted(added):
+        old_size = sizes.get(stream, 0)
+        new_tiles = tree.tree_extend(old_size, added[stream], stream=stream)
+        rows += [
+            Tile(stream=stream, level=t.level, index=t.index, width=t.width, hashes=t.hashes)
+            for t in new_tiles
+        ]
+        view = tree.TreeView(
+            overlay={(t.level, t.index): t.hashes for t in new_tiles}, stream=stream
+        )
+        size = old_size + len(added[stream])
+        updates.append(StreamUpdate(stream, old_size, size, tree.tree_root(size, view)))
+    Tile.objects.bulk_create(rows)
+    return updates
 
 
 def batch_seal(*, max_entries: int | None = None) -> Batch | None:
@@ -71,34 +131,36 @@ def batch_seal(*, max_entries: int | None = None) -> Batch | None:
             return None
         old_size = previous.tree_size if previous else 0
         new_size = old_size + len(leaves)
-        skipped = seq_ranges_of_gaps(after_seq=after_seq, present=(seq for seq, _ in leaves))
+        skipped = seq_ranges_of_gaps(after_seq=after_seq, present=(seq for seq, _, _ in leaves))
 
-        new_tiles = tree.tree_extend(old_size, [leaf_hash for _, leaf_hash in leaves])
+        new_tiles = tree.tree_extend(old_size, [leaf_hash for _, leaf_hash, _ in leaves])
         Tile.objects.bulk_create(
             Tile(level=t.level, index=t.index, width=t.width, hashes=t.hashes) for t in new_tiles
         )
         view = tree.TreeView(overlay={(t.level, t.index): t.hashes for t in new_tiles})
         root = tree.tree_root(new_size, view)
         consistency = tree.consistency_proof(old_size, new_size, view) if old_size else []
+        streams = _streams_extend(leaves)
 
         number = previous.number + 1 if previous else 1
         sealed_at = timezone.now()
-        header = canonical.dumps(
-            {
-                "v": 1,
-                "origin": settings.LOG_ORIGIN,
-                "number": number,
-                "prev_header_hash": bytes(previous.header_hash).hex()
-                if previous
-                else ZERO_HASH_HEX,
-                "prev_tree_size": old_size,
-                "prev_root": bytes(previous.root).hex() if previous else tree.tree_root(0).hex(),
-                "tree_size": new_size,
-                "root": root.hex(),
-                "consistency": [step.hex() for step in consistency],
-                "sealed_at": format_time(sealed_at),
-            }
-        )
+        fields = {
+            # Version 2 only when the batch touched a stream: a log without streams writes
+            # the headers it always did.
+            "v": 2 if streams else 1,
+            "origin": settings.LOG_ORIGIN,
+            "number": number,
+            "prev_header_hash": bytes(previous.header_hash).hex() if previous else ZERO_HASH_HEX,
+            "prev_tree_size": old_size,
+            "prev_root": bytes(previous.root).hex() if previous else tree.tree_root(0).hex(),
+            "tree_size": new_size,
+            "root": root.hex(),
+            "consistency": [step.hex() for step in consistency],
+            "sealed_at": format_time(sealed_at),
+        }
+        if streams:
+            fields["streams"] = [update.header_item() for update in streams]
+        header = canonical.dumps(fields)
         header_hash = hashlib.sha256(header).digest()
         checkpoint = Checkpoint(
             origin=settings.LOG_ORIGIN,
@@ -121,12 +183,23 @@ def batch_seal(*, max_entries: int | None = None) -> Batch | None:
             checkpoint=keys.sign(checkpoint.body()),
             sealed_at=sealed_at,
         )
+        StreamHead.objects.bulk_create(
+            StreamHead(
+                stream=update.stream,
+                batch=batch,
+                prev_size=update.prev_size,
+                size=update.size,
+                root=update.root,
+            )
+            for update in streams
+        )
         # robust: a TSA failure must not turn a committed seal into an error; a later run re-stamps.
         transaction.on_commit(lambda: batch_anchor_builtin(batch_id=batch.pk), robust=True)
     log.info(
         "batch_sealed",
         batch=number,
         entries=len(leaves),
+        streams=len(streams),
         tree_size=new_size,
         skipped=sum(last - first + 1 for first, last in skipped),
         seconds=round(time.monotonic() - started, 4),

@@ -193,3 +193,62 @@ def verify_consistency(
         raise ProofError(f"consistency proof does not lead to the root of tree size {old_size}")
     if new_acc != new_root:
         raise ProofError(f"consistency proof does not lead to the root of tree size {new_size}")
+
+
+def compact_range(size: int, range_hash: RangeHash) -> list[bytes]:
+    """The left border of a tree of this size: the hashes of its perfect subtrees, one per set
+    bit of `size`, largest first. By RFC 9162 §2.1.1 (MTH splits at the largest power of two
+    below n), MTH(D[0:size]) is their right fold; and they are all that appending needs."""
+    return [
+        range_hash(index << height, (index + 1) << height)
+        for height, index in perfect_subtrees(0, size)
+    ]
+
+
+def root_from_compact_range(
+    old_size: int, border: Sequence[bytes], leaves: Sequence[bytes]
+) -> bytes:
+    """MTH(D[0:old_size + len(leaves)]) from the left border of the tree of old_size and the leaf
+    hashes that follow it, in order (RFC 9162 §2.1.1): each leaf merges with the border's equal
+    subtrees, as a binary counter carries."""
+    heights = [height for height, _ in perfect_subtrees(0, old_size)]
+    if len(border) != len(heights):
+        raise ProofError(
+            f"a tree of size {old_size} has {len(heights)} border hashes, not {len(border)}"
+        )
+    for position, node in enumerate(border):
+        _check_hash(node, f"border hash {position}")
+    stack = list(zip(heights, border, strict=True))
+    for position, leaf in enumerate(leaves):
+        _check_hash(leaf, f"leaf hash {position}")
+        height, node = 0, leaf
+        while stack and stack[-1][0] == height:
+            _, left = stack.pop()
+            node, height = node_hash(left, node), height + 1
+        stack.append((height, node))
+    if not stack:
+        return EMPTY_ROOT
+    return fold_right([node for _, node in stack])
+
+
+def verify_completeness(
+    old_size: int,
+    old_root: bytes,
+    border: Sequence[bytes],
+    leaves: Sequence[bytes],
+    new_root: bytes,
+) -> None:
+    """Checks that `leaves` are exactly the leaves between a tree of old_size with root old_root
+    and the tree with root new_root (of size old_size + len(leaves)): none left out, none added,
+    none reordered. `border` (the compact range at old_size) must give old_root, and extended by
+    the leaves must give new_root (RFC 9162 §2.1.1)."""
+    _check_hash(old_root, "old root")
+    _check_hash(new_root, "new root")
+    if root_from_compact_range(old_size, border, []) != old_root:
+        raise ProofError(f"the border hashes do not give the root of tree size {old_size}")
+    new_size = old_size + len(leaves)
+    if root_from_compact_range(old_size, border, leaves) != new_root:
+        raise ProofError(
+            f"the {len(leaves)} leaves after tree size {old_size} do not give the root of tree "
+            f"size {new_size}"
+        )

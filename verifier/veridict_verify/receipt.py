@@ -1,5 +1,6 @@
 """Verifies a Veridict receipt step by step: leaf, set, inclusion, checkpoint_signature,
-batch_header, anchor[i]. The same step names appear in the CLI, the browser and the docs."""
+batch_header, stream_inclusion (an entry of a stream), anchor[i]. The same step names appear in
+the CLI, the browser and the docs."""
 
 from __future__ import annotations
 
@@ -158,6 +159,9 @@ class _Verification:
         for name in ("id", "kind", "received_at"):
             if leaf.get(name) != self.entry.get(name):
                 raise StepFailed(f"entry.{name} differs from the {name} inside the leaf")
+        if "stream" in leaf and not isinstance(leaf["stream"], str):
+            raise StepFailed("the leaf's stream is not a string")
+        self.leaf_stream: str | None = leaf.get("stream")
         if self.document_sha256 is not None:
             how = self._document(leaf.get("body"), self.document_sha256)
             return f"leaf hash {claimed.hex()} matches; it registers this document ({how})"
@@ -245,6 +249,7 @@ class _Verification:
         header = _strict_json(raw, "the batch header")
         if not isinstance(header, dict):
             raise StepFailed("the batch header is not an object")
+        self.header = header
         expected = {
             "origin": checkpoint.origin,
             "number": checkpoint.batch_number,
@@ -286,6 +291,43 @@ class _Verification:
             f"batch {checkpoint.batch_number} extends tree size {prev_size}, "
             f"sealed at {format_time(sealed_at)}"
         )
+
+    def stream_inclusion(self) -> str:
+        """The entry is in its stream's tree (its system log) as the batch header committed to
+        it: the leaf names the stream, the header (v2) lists that stream's size and root."""
+        stream = self.receipt.get("stream")
+        if self.leaf_stream is None:
+            raise StepFailed("the receipt has a stream proof but the leaf names no stream")
+        if not isinstance(stream, dict):
+            raise StepFailed("stream is not an object")
+        if not _same(stream.get("id"), self.leaf_stream):
+            raise StepFailed("stream.id is not the stream the leaf names")
+        listed = self.header.get("streams")
+        if not _same(self.header.get("v"), 2) or not isinstance(listed, list):
+            raise StepFailed("the batch header is not version 2: it commits to no stream")
+        items = [item for item in listed if isinstance(item, dict)]
+        mine = [item for item in items if item.get("id") == self.leaf_stream]
+        if len(items) != len(listed) or len(mine) != 1:
+            raise StepFailed(f"the batch header does not list stream {self.leaf_stream} once")
+        (item,) = mine
+        size, prev_size = item.get("size"), item.get("prev_size")
+        index, tree_size = stream.get("leaf_index"), stream.get("tree_size")
+        if not (_integer(size) and _integer(prev_size) and _integer(index) and _integer(tree_size)):
+            raise StepFailed("stream sizes and leaf_index must be integers")
+        if tree_size != size:
+            raise StepFailed(
+                f"stream.tree_size {tree_size} is not the stream's size {size} in the header"
+            )
+        if not prev_size <= index < size:
+            raise StepFailed(f"stream leaf {index} is not among this batch's leaves of the stream")
+        root = _hex_hash(item.get("root"), "header stream root")
+        path = _hex_list(stream.get("inclusion"), "stream.inclusion")
+        leaf_hash = _hex_hash(self.entry.get("leaf_hash"), "entry.leaf_hash")
+        try:
+            merkle.verify_inclusion(index, size, leaf_hash, path, root)
+        except merkle.ProofError as exc:
+            raise StepFailed(str(exc)) from exc
+        return f"leaf {index} is in stream {self.leaf_stream} of size {size}"
 
     def anchor(self, anchor: Any) -> tuple[str, str]:
         if not isinstance(anchor, dict):
@@ -391,8 +433,13 @@ def receipt_verify(
 
     if not (run("leaf", check.leaf) and run("set", check.set)):
         return report
+    # Only an entry of a stream has the step: receipts of other entries (and every receipt
+    # from before streams) verify with the steps they always had.
+    in_stream = check.leaf_stream is not None or receipt.get("stream") is not None
     if receipt.get("proof") is None:
-        for name in ("inclusion", "checkpoint_signature", "batch_header"):
+        for name in ("inclusion", "checkpoint_signature", "batch_header") + (
+            ("stream_inclusion",) if in_stream else ()
+        ):
             report.steps.append(
                 Step(name, PENDING, "not sealed yet: fetch the receipt again later")
             )
@@ -401,7 +448,7 @@ def receipt_verify(
         ("inclusion", check.inclusion),
         ("checkpoint_signature", check.checkpoint_signature),
         ("batch_header", check.batch_header),
-    ):
+    ) + ((("stream_inclusion", check.stream_inclusion),) if in_stream else ()):
         if not run(name, step):
             return report
     anchors = receipt.get("anchors")
