@@ -77,7 +77,15 @@ from veridict_verify import merkle  # noqa: E402
 from veridict_verify.formats import SignedEntryTimestamp, format_time  # noqa: E402
 
 from timestamping import keys, selectors  # noqa: E402
-from timestamping.models import Anchor, Batch, Entry, LogKey, Tile  # noqa: E402
+from timestamping.models import (  # noqa: E402
+    Anchor,
+    AnchorReorg,
+    Batch,
+    Entry,
+    LogKey,
+    StreamHead,
+    Tile,
+)
 from timestamping.services import batch_seal  # noqa: E402
 from timestamping.services.anchoring import batch_anchor_missing  # noqa: E402
 from timestamping.services.entries import leaf_canonical  # noqa: E402
@@ -86,8 +94,9 @@ from timestamping.services.entries import leaf_canonical  # noqa: E402
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 ENTRY_TABLE = Entry._meta.db_table
-EntryRow = tuple[uuid.UUID, str, datetime, bytes, bytes, str]  # COPY column order below
-ENTRY_COLUMNS = "uuid, kind, received_at, canonical, leaf_hash, set_note"
+EntryRow = tuple[uuid.UUID, str, datetime, bytes, bytes, str, str]  # COPY column order below
+# The bench log is one global tree: its entries name no stream ("").
+ENTRY_COLUMNS = "uuid, kind, received_at, canonical, leaf_hash, set_note, stream"
 
 
 @dataclass(frozen=True)
@@ -244,7 +253,15 @@ def entries_make(count: int, *, seed: int | None = None) -> list[EntryRow]:
             mmd_seconds=settings.MMD_SECONDS,
         )
         rows.append(
-            (entry_id, "decision", received_at, canonical, leaf_hash, keys.sign(promise.body()))
+            (
+                entry_id,
+                "decision",
+                received_at,
+                canonical,
+                leaf_hash,
+                keys.sign(promise.body()),
+                "",
+            )
         )
     return rows
 
@@ -295,7 +312,17 @@ def log_revert(mark: LogMark) -> None:
     """
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(
+            f"DELETE FROM {AnchorReorg._meta.db_table} WHERE anchor_id > %s",  # noqa: S608
+            [mark.anchor_id],
+        )
         cursor.execute(f"DELETE FROM {Anchor._meta.db_table} WHERE id > %s", [mark.anchor_id])  # noqa: S608
+        # Stream heads of the benchmark's decisions (their batches go next).
+        cursor.execute(
+            f"DELETE FROM {StreamHead._meta.db_table} WHERE batch_id IN "  # noqa: S608
+            f"(SELECT id FROM {Batch._meta.db_table} WHERE number > %s)",
+            [mark.batch_number],
+        )
         cursor.execute(f"DELETE FROM {Batch._meta.db_table} WHERE number > %s", [mark.batch_number])  # noqa: S608
         cursor.execute(f"DELETE FROM {Tile._meta.db_table} WHERE id > %s", [mark.tile_id])  # noqa: S608
         cursor.execute(f"DELETE FROM {ENTRY_TABLE} WHERE seq > %s", [mark.last_seq])  # noqa: S608
