@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from veridict_verify import merkle
 from veridict_verify.note import VerifierKey
@@ -154,9 +152,7 @@ def test_a_batch_after_a_rolled_back_bulk_of_10000_stores_one_range_and_places_i
     seal()
     seq_gap(10_000)
     after = append(3, start=1)
-    started = time.perf_counter()
     batch = seal()
-    sealed_in = time.perf_counter() - started
     assert batch.skipped_ranges == [[before.seq + 1, before.seq + 10_000]]
     assert after[0].seq == before.seq + 10_001
     assert [batch.leaf_index_of(entry.seq) for entry in after] == [1, 2, 3]
@@ -167,9 +163,4 @@ def test_a_batch_after_a_rolled_back_bulk_of_10000_stores_one_range_and_places_i
         selectors.receipt_get(entry=after[-1]), keys=[keys.verifier_key()], tsa_ca_pem=tsa_ca_pem
     )
     assert report.ok, report.steps
-    started = time.perf_counter()
     assert ledger_verify(keys=None, tsa_ca_pem=tsa_ca_pem).mismatch is None
-    verified_in = time.perf_counter() - started
-    # Generous bounds for a shared machine: four entries take milliseconds either way; what the
-    # gap would add, walked seq by seq, is what they guard against.
-    assert sealed_in < 2 and verified_in < 2, (sealed_in, verified_in)

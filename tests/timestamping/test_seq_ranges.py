@@ -96,7 +96,8 @@ def test_a_gap_of_a_trillion_seqs_is_one_range_and_placed_in_microseconds():
     assert [batch.leaf_index_of(seq) for seq in present] == [0, 1, 2]
     assert [batch.seq_at(index) for index in range(3)] == present
     assert list(batch.skipped.covered(present[-1])) == present
-    assert time.perf_counter() - started < 0.1
+    # Microseconds of work; a walk over the gap would take hours. Room for a loaded machine.
+    assert time.perf_counter() - started < 1
 
 
 def test_skipped_seqs_bisect_over_many_ranges():
