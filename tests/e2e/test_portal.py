@@ -53,6 +53,8 @@ def test_a_registered_document_is_found_and_verified_green(
         "inclusion",
         "checkpoint_signature",
         "batch_header",
+        # A document belongs to its system's log: its receipt proves that inclusion too.
+        "stream_inclusion",
         "anchor[0]",
     ]
     assert {status for _, status in statuses} == {"ok"}
