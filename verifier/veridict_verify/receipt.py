@@ -63,7 +63,7 @@ class Report:
         return {"verdict": verdict, "steps": [asdict(step) for step in self.steps]}
 
 
-def _strict_json(raw: bytes, what: str) -> Any:
+def strict_json(raw: bytes, what: str) -> Any:
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         keys = [key for key, _ in pairs]
         if len(keys) != len(set(keys)):
@@ -76,17 +76,17 @@ def _strict_json(raw: bytes, what: str) -> Any:
         raise StepFailed(f"{what} is not JSON: {exc}") from exc
 
 
-def _integer(value: Any) -> TypeGuard[int]:
+def json_integer(value: Any) -> TypeGuard[int]:
     """A JSON integer: not a float (4.0, 4e0) nor a boolean, which Python's == would let pass
     as one. The browser's verifier keeps to the same rule (static/verifier/bytes.js)."""
     return type(value) is int
 
 
-def _same(value: Any, expected: object) -> bool:
+def json_same(value: Any, expected: object) -> bool:
     return type(value) is type(expected) and value == expected
 
 
-def _b64(value: Any, what: str) -> bytes:
+def b64_field(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise StepFailed(f"{what} is missing")
     try:
@@ -95,7 +95,7 @@ def _b64(value: Any, what: str) -> bytes:
         raise StepFailed(f"{what} is not base64") from exc
 
 
-def _hex_hash(value: Any, what: str) -> bytes:
+def hex_hash(value: Any, what: str) -> bytes:
     if not isinstance(value, str) or len(value) != 64:
         raise StepFailed(f"{what} is not a 64-digit hex hash")
     try:
@@ -104,13 +104,13 @@ def _hex_hash(value: Any, what: str) -> bytes:
         raise StepFailed(f"{what} is not hex") from exc
 
 
-def _hex_list(value: Any, what: str) -> list[bytes]:
+def hex_list(value: Any, what: str) -> list[bytes]:
     if not isinstance(value, list):
         raise StepFailed(f"{what} is not a list of hex hashes")
-    return [_hex_hash(item, f"{what}[{i}]") for i, item in enumerate(value)]
+    return [hex_hash(item, f"{what}[{i}]") for i, item in enumerate(value)]
 
 
-def _open(note: Any, keys: list[VerifierKey], what: str) -> tuple[str, VerifierKey]:
+def note_text(note: Any, keys: list[VerifierKey], what: str) -> tuple[str, VerifierKey]:
     if not isinstance(note, str):
         raise StepFailed(f"{what} is missing")
     try:
@@ -149,12 +149,12 @@ class _Verification:
         self.entry: dict[str, Any] = entry if isinstance(entry, dict) else {}
 
     def leaf(self) -> str:
-        canonical = _b64(self.entry.get("canonical_b64"), "entry.canonical_b64")
-        claimed = _hex_hash(self.entry.get("leaf_hash"), "entry.leaf_hash")
+        canonical = b64_field(self.entry.get("canonical_b64"), "entry.canonical_b64")
+        claimed = hex_hash(self.entry.get("leaf_hash"), "entry.leaf_hash")
         if merkle.leaf_hash(canonical) != claimed:
             raise StepFailed("SHA-256(0x00 || canonical bytes) is not entry.leaf_hash")
-        leaf = _strict_json(canonical, "the leaf")
-        if not isinstance(leaf, dict) or not _same(leaf.get("v"), 1):
+        leaf = strict_json(canonical, "the leaf")
+        if not isinstance(leaf, dict) or not json_same(leaf.get("v"), 1):
             raise StepFailed("the leaf is not a version 1 Veridict leaf")
         for name in ("id", "kind", "received_at"):
             if leaf.get(name) != self.entry.get(name):
@@ -176,7 +176,7 @@ class _Verification:
             return "by its SHA-256"
         if isinstance(body, dict) and "commitment" in body:
             document = self.receipt.get("document")
-            salt = _b64(
+            salt = b64_field(
                 document.get("salt_b64") if isinstance(document, dict) else None,
                 "document.salt_b64 (a private document's receipt carries it only when fetched "
                 "with its AI system's key)",
@@ -190,7 +190,7 @@ class _Verification:
         raise StepFailed("the entry registers no document: its body has no sha256 or commitment")
 
     def set(self) -> str:
-        text, key = _open(self.receipt.get("set"), self.keys, "set")
+        text, key = note_text(self.receipt.get("set"), self.keys, "set")
         try:
             promise = SignedEntryTimestamp.parse(text)
         except FormatError as exc:
@@ -213,14 +213,14 @@ class _Verification:
             raise StepFailed("proof is not an object")
         checkpoint = _checkpoint_text(self.receipt.get("checkpoint"), "checkpoint")
         index, size = proof.get("leaf_index"), proof.get("tree_size")
-        if not _integer(index) or not _integer(size):
+        if not json_integer(index) or not json_integer(size):
             raise StepFailed("proof.leaf_index and proof.tree_size must be integers")
         if size != checkpoint.tree_size:
             raise StepFailed(
                 f"proof.tree_size {size} is not the checkpoint's size {checkpoint.tree_size}"
             )
-        path = _hex_list(proof.get("inclusion"), "proof.inclusion")
-        leaf_hash = _hex_hash(self.entry.get("leaf_hash"), "entry.leaf_hash")
+        path = hex_list(proof.get("inclusion"), "proof.inclusion")
+        leaf_hash = hex_hash(self.entry.get("leaf_hash"), "entry.leaf_hash")
         try:
             merkle.verify_inclusion(index, size, leaf_hash, path, checkpoint.root)
         except merkle.ProofError as exc:
@@ -230,53 +230,16 @@ class _Verification:
         return f"leaf {index} is in the tree of size {size}"
 
     def checkpoint_signature(self) -> str:
-        text, key = _open(self.receipt.get("checkpoint"), self.keys, "checkpoint")
-        if Checkpoint.parse(text).origin != key.name:
-            raise StepFailed(f"the checkpoint names another log than {key.name!r}")
+        _, key = checkpoint_open(self.receipt.get("checkpoint"), self.keys)
         return f"signed by {key.name}+{key.key_id.hex()}"
 
     def batch_header(self) -> str:
-        batch = self.receipt.get("batch")
-        if not isinstance(batch, dict):
-            raise StepFailed("batch is not an object")
-        raw = _b64(batch.get("header_b64"), "batch.header_b64")
-        digest = hashlib.sha256(raw).digest()
-        if digest != _hex_hash(batch.get("header_hash"), "batch.header_hash"):
-            raise StepFailed("SHA-256 of the header is not batch.header_hash")
         checkpoint = self.checkpoint
-        if digest != checkpoint.header_hash:
-            raise StepFailed("the checkpoint signs another batch header")
-        header = _strict_json(raw, "the batch header")
-        if not isinstance(header, dict):
-            raise StepFailed("the batch header is not an object")
+        header = batch_header_check(self.receipt.get("batch"), checkpoint)
         self.header = header
-        expected = {
-            "origin": checkpoint.origin,
-            "number": checkpoint.batch_number,
-            "tree_size": checkpoint.tree_size,
-            "root": checkpoint.root.hex(),
-        }
-        for name, value in expected.items():
-            if not _same(header.get(name), value):
-                raise StepFailed(f"header {name} is not the checkpoint's")
-        if not _same(batch.get("number"), checkpoint.batch_number):
-            raise StepFailed("batch.number is not the checkpoint's batch number")
-        prev_size = header.get("prev_tree_size")
-        if not _integer(prev_size) or not prev_size <= self.leaf_index < checkpoint.tree_size:
+        prev_size = header["prev_tree_size"]
+        if not prev_size <= self.leaf_index < checkpoint.tree_size:
             raise StepFailed(f"leaf {self.leaf_index} is not among this batch's leaves")
-        prev_root = _hex_hash(header.get("prev_root"), "header prev_root")
-        consistency = _hex_list(header.get("consistency"), "header consistency")
-        if prev_size == 0:
-            if header.get("prev_header_hash") != ZERO_HASH_HEX or consistency:
-                raise StepFailed("the first batch must have a zero prev_header_hash and no proof")
-        else:
-            _hex_hash(header.get("prev_header_hash"), "header prev_header_hash")
-            try:
-                merkle.verify_consistency(
-                    prev_size, checkpoint.tree_size, prev_root, checkpoint.root, consistency
-                )
-            except merkle.ProofError as exc:
-                raise StepFailed(f"the batch does not extend the previous tree: {exc}") from exc
         try:
             sealed_at = parse_time(header.get("sealed_at", ""))
         except FormatError as exc:
@@ -300,106 +263,206 @@ class _Verification:
             raise StepFailed("the receipt has a stream proof but the leaf names no stream")
         if not isinstance(stream, dict):
             raise StepFailed("stream is not an object")
-        if not _same(stream.get("id"), self.leaf_stream):
+        if not json_same(stream.get("id"), self.leaf_stream):
             raise StepFailed("stream.id is not the stream the leaf names")
-        listed = self.header.get("streams")
-        if not _same(self.header.get("v"), 2) or not isinstance(listed, list):
-            raise StepFailed("the batch header is not version 2: it commits to no stream")
-        items = [item for item in listed if isinstance(item, dict)]
-        mine = [item for item in items if item.get("id") == self.leaf_stream]
-        if len(items) != len(listed) or len(mine) != 1:
-            raise StepFailed(f"the batch header does not list stream {self.leaf_stream} once")
-        (item,) = mine
-        size, prev_size = item.get("size"), item.get("prev_size")
+        head = stream_head(self.header, self.leaf_stream)
         index, tree_size = stream.get("leaf_index"), stream.get("tree_size")
-        if not (_integer(size) and _integer(prev_size) and _integer(index) and _integer(tree_size)):
+        if not (json_integer(index) and json_integer(tree_size)):
             raise StepFailed("stream sizes and leaf_index must be integers")
-        if tree_size != size:
+        if tree_size != head.size:
             raise StepFailed(
-                f"stream.tree_size {tree_size} is not the stream's size {size} in the header"
+                f"stream.tree_size {tree_size} is not the stream's size {head.size} in the header"
             )
-        if not prev_size <= index < size:
+        if not head.prev_size <= index < head.size:
             raise StepFailed(f"stream leaf {index} is not among this batch's leaves of the stream")
-        root = _hex_hash(item.get("root"), "header stream root")
-        path = _hex_list(stream.get("inclusion"), "stream.inclusion")
-        leaf_hash = _hex_hash(self.entry.get("leaf_hash"), "entry.leaf_hash")
+        path = hex_list(stream.get("inclusion"), "stream.inclusion")
+        leaf_hash = hex_hash(self.entry.get("leaf_hash"), "entry.leaf_hash")
         try:
-            merkle.verify_inclusion(index, size, leaf_hash, path, root)
+            merkle.verify_inclusion(index, head.size, leaf_hash, path, head.root)
         except merkle.ProofError as exc:
             raise StepFailed(str(exc)) from exc
-        return f"leaf {index} is in stream {self.leaf_stream} of size {size}"
+        return f"leaf {index} is in stream {self.leaf_stream} of size {head.size}"
 
     def anchor(self, anchor: Any) -> tuple[str, str]:
-        if not isinstance(anchor, dict):
-            raise StepFailed("the anchor is not an object")
-        if anchor.get("type") not in ANCHOR_TYPES:
-            raise StepFailed(f"anchor type {anchor.get('type')!r} is not one this verifier checks")
-        text, _ = _open(anchor.get("checkpoint"), self.keys, "anchor checkpoint")
-        anchored = Checkpoint.parse(text)
-        own = self.checkpoint
-        if anchored.origin != own.origin:
-            raise StepFailed("the anchored checkpoint is of another log")
-        proof = _hex_list(anchor.get("consistency"), "anchor consistency")
-        try:
-            merkle.verify_consistency(
-                own.tree_size, anchored.tree_size, own.root, anchored.root, proof
-            )
-        except merkle.ProofError as exc:
-            raise StepFailed(f"the anchored tree does not extend the entry's: {exc}") from exc
-        if anchor["type"] == "ethereum":
-            return self._ethereum(anchor, text, anchored)
-        source = f"time-stamp by {anchor.get('tsa')} of tree size {anchored.tree_size}"
-        if self.tsa_ca_pem is None:
-            return (
-                SKIPPED,
-                f"{source}: consistency checked; no TSA CA pinned, so the time-stamp was not",
-            )
-        tsr = _b64(anchor.get("tsr_b64"), "anchor tsr_b64")
-        try:
-            stamped_at = timestamp_verify(tsr, message=text.encode(), ca_pem=self.tsa_ca_pem)
-        except TimestampError as exc:
-            raise StepFailed(str(exc)) from exc
-        return OK, f"{source}: existed at {format_time(stamped_at)}"
-
-    def _ethereum(self, anchor: dict[str, Any], text: str, anchored: Checkpoint) -> tuple[str, str]:
-        """The chain part of an ethereum anchor: checked against the user's own node, since the
-        receipt's word on a chain proves nothing."""
-        try:
-            claim = ChainAnchor.parse(anchor)
-        except ChainError as exc:
-            raise StepFailed(str(exc)) from exc
-        source = f"{claim.describe()}, of tree size {anchored.tree_size}"
-        if not self.nodes:
-            return (
-                SKIPPED,
-                f"{source}: consistency checked; no --rpc-url given, so the chain was not",
-            )
-        node = self._node_for(claim.chain_id)
-        try:
-            confirmations = chain_anchor_verify(claim, body=text.encode(), node=node)
-        except ChainError as exc:
-            raise StepFailed(str(exc)) from exc
-        return (
-            OK,
-            f"{source}: existed at {format_time(claim.block_time)}, "
-            f"{confirmations} confirmation{'s' if confirmations != 1 else ''} "
-            f"(node {node.name})",
+        return anchor_check(
+            anchor,
+            checkpoint=self.checkpoint,
+            keys=self.keys,
+            tsa_ca_pem=self.tsa_ca_pem,
+            nodes=self.nodes,
         )
 
-    def _node_for(self, chain_id: int) -> RPCNode:
-        """The given node of this chain. With one node, that node: the check then says which
-        chain it serves if it is another."""
-        if len(self.nodes) == 1:
-            return self.nodes[0]
-        served = []
-        for node in self.nodes:
-            try:
-                if node.chain_id() == chain_id:
-                    return node
-                served.append(f"{node.name} chain {node.chain_id()}")
-            except ChainError as exc:
-                served.append(str(exc))
-        raise StepFailed(f"no --rpc-url node serves chain {chain_id}: {'; '.join(served)}")
+
+# --- Checks of a batch, shared with evidence packages (veridict_verify.evidence) ---------------
+
+
+def checkpoint_open(
+    note: Any, keys: list[VerifierKey], what: str = "checkpoint"
+) -> tuple[Checkpoint, VerifierKey]:
+    """A checkpoint that a pinned key signed, for the log that key is named after."""
+    text, key = note_text(note, keys, what)
+    checkpoint = Checkpoint.parse(text)
+    if checkpoint.origin != key.name:
+        raise StepFailed(f"the {what} names another log than {key.name!r}")
+    return checkpoint, key
+
+
+def batch_header_check(batch: Any, checkpoint: Checkpoint) -> dict[str, Any]:
+    """The batch header that `batch` ({"number", "header_b64", "header_hash"}) carries, checked
+    against the checkpoint that signs it: its SHA-256 is the hash the checkpoint's extension
+    line names; its origin, number, size and root are the checkpoint's; and it extends the
+    previous tree (prev_tree_size an integer, the consistency proof from prev_root)."""
+    if not isinstance(batch, dict):
+        raise StepFailed("batch is not an object")
+    raw = b64_field(batch.get("header_b64"), "batch.header_b64")
+    digest = hashlib.sha256(raw).digest()
+    if digest != hex_hash(batch.get("header_hash"), "batch.header_hash"):
+        raise StepFailed("SHA-256 of the header is not batch.header_hash")
+    if digest != checkpoint.header_hash:
+        raise StepFailed("the checkpoint signs another batch header")
+    header = strict_json(raw, "the batch header")
+    if not isinstance(header, dict):
+        raise StepFailed("the batch header is not an object")
+    expected = {
+        "origin": checkpoint.origin,
+        "number": checkpoint.batch_number,
+        "tree_size": checkpoint.tree_size,
+        "root": checkpoint.root.hex(),
+    }
+    for name, value in expected.items():
+        if not json_same(header.get(name), value):
+            raise StepFailed(f"header {name} is not the checkpoint's")
+    if not json_same(batch.get("number"), checkpoint.batch_number):
+        raise StepFailed("batch.number is not the checkpoint's batch number")
+    prev_size = header.get("prev_tree_size")
+    if not json_integer(prev_size) or not 0 <= prev_size <= checkpoint.tree_size:
+        raise StepFailed("header prev_tree_size is not a size up to the checkpoint's")
+    prev_root = hex_hash(header.get("prev_root"), "header prev_root")
+    consistency = hex_list(header.get("consistency"), "header consistency")
+    if prev_size == 0:
+        if header.get("prev_header_hash") != ZERO_HASH_HEX or consistency:
+            raise StepFailed("the first batch must have a zero prev_header_hash and no proof")
+    else:
+        hex_hash(header.get("prev_header_hash"), "header prev_header_hash")
+        try:
+            merkle.verify_consistency(
+                prev_size, checkpoint.tree_size, prev_root, checkpoint.root, consistency
+            )
+        except merkle.ProofError as exc:
+            raise StepFailed(f"the batch does not extend the previous tree: {exc}") from exc
+    return header
+
+
+@dataclass(frozen=True)
+class StreamHead:
+    """A stream's sizes before and after a batch and its tree's root after it, as the batch
+    header (version 2) lists them."""
+
+    prev_size: int
+    size: int
+    root: bytes
+
+
+def stream_head(header: dict[str, Any], stream: str) -> StreamHead:
+    """The item of a version 2 header for this stream, which must be listed exactly once."""
+    listed = header.get("streams")
+    if not json_same(header.get("v"), 2) or not isinstance(listed, list):
+        raise StepFailed("the batch header is not version 2: it commits to no stream")
+    items = [item for item in listed if isinstance(item, dict)]
+    mine = [item for item in items if item.get("id") == stream]
+    if len(items) != len(listed) or len(mine) != 1:
+        raise StepFailed(f"the batch header does not list stream {stream} once")
+    (item,) = mine
+    size, prev_size = item.get("size"), item.get("prev_size")
+    if not (json_integer(size) and json_integer(prev_size)) or not 0 <= prev_size <= size:
+        raise StepFailed("stream sizes and leaf_index must be integers")
+    return StreamHead(prev_size, size, hex_hash(item.get("root"), "header stream root"))
+
+
+def anchor_check(
+    anchor: Any,
+    *,
+    checkpoint: Checkpoint,
+    keys: list[VerifierKey],
+    tsa_ca_pem: bytes | None,
+    nodes: list[RPCNode],
+) -> tuple[str, str]:
+    """One anchor of `checkpoint`: an anchored checkpoint a pinned key signed, consistent with
+    it, and the anchor's own evidence (a time-stamp against the pinned TSA CA, a transaction on
+    the user's own node); (status, detail), SKIPPED when nothing was pinned to check it with."""
+    if not isinstance(anchor, dict):
+        raise StepFailed("the anchor is not an object")
+    if anchor.get("type") not in ANCHOR_TYPES:
+        raise StepFailed(f"anchor type {anchor.get('type')!r} is not one this verifier checks")
+    text, _ = note_text(anchor.get("checkpoint"), keys, "anchor checkpoint")
+    anchored = Checkpoint.parse(text)
+    if anchored.origin != checkpoint.origin:
+        raise StepFailed("the anchored checkpoint is of another log")
+    proof = hex_list(anchor.get("consistency"), "anchor consistency")
+    try:
+        merkle.verify_consistency(
+            checkpoint.tree_size, anchored.tree_size, checkpoint.root, anchored.root, proof
+        )
+    except merkle.ProofError as exc:
+        raise StepFailed(f"the anchored tree does not extend the entry's: {exc}") from exc
+    if anchor["type"] == "ethereum":
+        return _ethereum(anchor, text, anchored, nodes)
+    source = f"time-stamp by {anchor.get('tsa')} of tree size {anchored.tree_size}"
+    if tsa_ca_pem is None:
+        return (
+            SKIPPED,
+            f"{source}: consistency checked; no TSA CA pinned, so the time-stamp was not",
+        )
+    tsr = b64_field(anchor.get("tsr_b64"), "anchor tsr_b64")
+    try:
+        stamped_at = timestamp_verify(tsr, message=text.encode(), ca_pem=tsa_ca_pem)
+    except TimestampError as exc:
+        raise StepFailed(str(exc)) from exc
+    return OK, f"{source}: existed at {format_time(stamped_at)}"
+
+
+def _ethereum(
+    anchor: dict[str, Any], text: str, anchored: Checkpoint, nodes: list[RPCNode]
+) -> tuple[str, str]:
+    """The chain part of an ethereum anchor: checked against the user's own node, since the
+    receipt's word on a chain proves nothing."""
+    try:
+        claim = ChainAnchor.parse(anchor)
+    except ChainError as exc:
+        raise StepFailed(str(exc)) from exc
+    source = f"{claim.describe()}, of tree size {anchored.tree_size}"
+    if not nodes:
+        return (
+            SKIPPED,
+            f"{source}: consistency checked; no --rpc-url given, so the chain was not",
+        )
+    node = _node_for(claim.chain_id, nodes)
+    try:
+        confirmations = chain_anchor_verify(claim, body=text.encode(), node=node)
+    except ChainError as exc:
+        raise StepFailed(str(exc)) from exc
+    return (
+        OK,
+        f"{source}: existed at {format_time(claim.block_time)}, "
+        f"{confirmations} confirmation{'s' if confirmations != 1 else ''} "
+        f"(node {node.name})",
+    )
+
+
+def _node_for(chain_id: int, nodes: list[RPCNode]) -> RPCNode:
+    """The given node of this chain. With one node, that node: the check then says which
+    chain it serves if it is another."""
+    if len(nodes) == 1:
+        return nodes[0]
+    served = []
+    for node in nodes:
+        try:
+            if node.chain_id() == chain_id:
+                return node
+            served.append(f"{node.name} chain {node.chain_id()}")
+        except ChainError as exc:
+            served.append(str(exc))
+    raise StepFailed(f"no --rpc-url node serves chain {chain_id}: {'; '.join(served)}")
 
 
 def receipt_verify(
