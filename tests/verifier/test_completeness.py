@@ -90,3 +90,10 @@ def test_a_compact_range_of_another_size_is_refused(sizes):
 def test_cutting_the_range_short_fails():
     with pytest.raises(merkle.ProofError, match="do not give the root"):
         merkle.verify_completeness(300, root(300), border(300), LEAVES[300:499], root(500))
+
+
+@SAMPLED
+@given(ranges)
+def test_extending_the_compact_range_by_the_leaves_gives_the_compact_range_at_b(sizes):
+    a, b = sizes
+    assert merkle.compact_range_extend(a, border(a), LEAVES[a:b]) == border(b)

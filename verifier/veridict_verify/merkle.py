@@ -205,12 +205,13 @@ def compact_range(size: int, range_hash: RangeHash) -> list[bytes]:
     ]
 
 
-def root_from_compact_range(
+def compact_range_extend(
     old_size: int, border: Sequence[bytes], leaves: Sequence[bytes]
-) -> bytes:
-    """MTH(D[0:old_size + len(leaves)]) from the left border of the tree of old_size and the leaf
-    hashes that follow it, in order (RFC 9162 §2.1.1): each leaf merges with the border's equal
-    subtrees, as a binary counter carries."""
+) -> list[bytes]:
+    """The left border of the tree of old_size + len(leaves), from the border at old_size and
+    the leaf hashes that follow it, in order (RFC 9162 §2.1.1): each leaf merges with the
+    border's equal subtrees, as a binary counter carries. Lets a reader go through a long range
+    batch by batch holding only a border."""
     heights = [height for height, _ in perfect_subtrees(0, old_size)]
     if len(border) != len(heights):
         raise ProofError(
@@ -226,9 +227,16 @@ def root_from_compact_range(
             _, left = stack.pop()
             node, height = node_hash(left, node), height + 1
         stack.append((height, node))
-    if not stack:
-        return EMPTY_ROOT
-    return fold_right([node for _, node in stack])
+    return [node for _, node in stack]
+
+
+def root_from_compact_range(
+    old_size: int, border: Sequence[bytes], leaves: Sequence[bytes]
+) -> bytes:
+    """MTH(D[0:old_size + len(leaves)]) from the left border of the tree of old_size and the leaf
+    hashes that follow it, in order (RFC 9162 §2.1.1)."""
+    extended = compact_range_extend(old_size, border, leaves)
+    return fold_right(extended) if extended else EMPTY_ROOT
 
 
 def verify_completeness(
