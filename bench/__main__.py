@@ -24,9 +24,10 @@ BENCHMARKS = (
     "bias_report",
     "sqlite_durability",
     "parse",
+    "audit",
 )
 # In memory only: these need neither the bench database nor its keys.
-WITHOUT_DATABASE = {"parse"}
+WITHOUT_DATABASE = {"parse", "audit"}
 
 
 def _number(value: float | None, unit: str) -> str:

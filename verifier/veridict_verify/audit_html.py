@@ -83,7 +83,8 @@ def _chart(report: dict[str, Any]) -> str:
         colour = "#b00020" if group["four_fifths"] else "#2b6cb0"
         parts.append(
             f'<rect x="{left}" y="{y + 4}" width="{rate["value"] * width:.1f}" height="14" '
-            f'fill="{colour}" opacity="0.75"><title>selection rate {rate["value"]:.3f}</title></rect>'
+            f'fill="{colour}" opacity="0.75">'
+            f"<title>selection rate {rate['value']:.3f}</title></rect>"
         )
         if rate["low"] is not None and rate["high"] is not None:
             low, high = left + rate["low"] * width, left + rate["high"] * width

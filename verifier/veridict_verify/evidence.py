@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime
 import gzip
 import hashlib
@@ -37,7 +38,6 @@ from veridict_verify.receipt import (
     checkpoint_open,
     json_integer,
     json_same,
-    strict_json,
     stream_head,
 )
 
@@ -105,11 +105,11 @@ class _Decision:
     entry_id: str
     index: int
     received_at: str
-    leaf: dict[str, Any]  # output, threshold, occurred_at, model: record_from_leaves' input
+    record: bias.DecisionRecord  # from the leaf and its opened attributes; no outcome yet
+    threshold: Any
     solely_automated: bool
     supersedes: str | None
     owner: str  # "opened", "committed" (not opened: erased), "system_default" or ""
-    attributes: Mapping[str, Any] | None
     erased: bool
     review: Any  # the operator's statement, or None
 
@@ -118,9 +118,10 @@ class _Decision:
 class _Oversight:
     attributed: set[str] = field(default_factory=set)
     finals: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # The output of the latest final review, None for a confirmation (the decision's own).
     final_outputs: dict[str, Any] = field(default_factory=dict)
     contests: list[tuple[str, str, int]] = field(default_factory=list)
-    actuals: dict[str, Any] = field(default_factory=dict)
+    actuals: dict[str, str] = field(default_factory=dict)  # the latest outcome's label
 
 
 @dataclass
@@ -132,6 +133,27 @@ class AuditResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.report.as_dict(), **self.facts}
+
+
+# Python's encoder writes most leaves exactly as RFC 8785 does (canonical.py says why); what it
+# writes differently (exponents, keys beyond the BMP) is compared with canonical.dumps itself.
+_PLAIN = json.JSONEncoder(
+    ensure_ascii=False, check_circular=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+)
+
+
+def _canonical_json(raw: bytes) -> Any:
+    """The leaf's JSON, whose bytes must be its RFC 8785 form (docs/DESIGN.md, Leaf): written
+    again from the parsed value they must come out the same, so no key is repeated and no two
+    readers can see two different leaves in them. Faster than a parse that watches for
+    repeated keys."""
+    try:
+        value = json.loads(raw)
+        if _PLAIN.encode(value).encode() != raw and canonical.dumps(value) != raw:
+            raise StepFailed("the leaf's bytes are not its RFC 8785 canonical form")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise StepFailed(f"the leaf is not RFC 8785 JSON: {exc}") from exc
+    return value
 
 
 def _commitment_of(body: Mapping[str, Any], name: str) -> str | None:
@@ -190,6 +212,7 @@ class _Audit:
         self.decisions: dict[str, _Decision] = {}
         self.oversight = _Oversight()
         self.kinds: dict[str, int] = defaultdict(int)
+        self.attribute_sets: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     # --- header and batches -------------------------------------------------------------------
 
@@ -217,7 +240,9 @@ class _Audit:
         sizes = (start.get("batch"), start.get("size"), end.get("batch"), end.get("size"))
         if not all(json_integer(size) and size >= 0 for size in sizes):
             raise StepFailed("start and end batch numbers and sizes are not integers")
-        self.start_batch, self.start_size, self.end_batch, self.end_size = sizes
+        self.start_batch, self.start_size, self.end_batch, self.end_size = (
+            int(size or 0) for size in sizes
+        )
         if self.start_size > self.end_size or self.start_batch > self.end_batch:
             raise StepFailed("the range ends before it starts")
         border = start.get("compact_range")
@@ -333,7 +358,7 @@ class _Audit:
         try:
             if not raw:
                 raise StepFailed("canonical_b64 is missing or not base64")
-            leaf = strict_json(raw, "the leaf")
+            leaf = _canonical_json(raw)
             if not isinstance(leaf, dict) or not json_same(leaf.get("v"), 1):
                 raise StepFailed("not a version 1 Veridict leaf")
             if leaf.get("stream") != self.stream:
@@ -451,9 +476,8 @@ class _Audit:
         facts = self.oversight
         if kind == "decision":
             self.erased += erased
-            commitments = (
-                body.get("commitments") if isinstance(body.get("commitments"), dict) else {}
-            )
+            found = body.get("commitments")
+            commitments: dict[str, Any] = found if isinstance(found, dict) else {}
             attribution = body.get("attribution")
             owner = (
                 "opened"
@@ -464,26 +488,35 @@ class _Audit:
                 if isinstance(attribution, dict) and attribution.get("owner")
                 else ""
             )
+            attributes = opened.get("protected_attributes")
+            try:
+                record = bias.record_from_leaves(
+                    decision=body, protected_attributes=self._shared(attributes)
+                )
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.tallies["leaf"].fail(f"entry {self.next_index - 1}", f"not a decision: {exc}")
+                return
             self.decisions[entry_id] = _Decision(
                 entry_id=entry_id,
                 index=self.next_index - 1,
                 received_at=leaf["received_at"],
-                leaf={
-                    name: body.get(name) for name in ("output", "threshold", "occurred_at", "model")
-                },
+                record=record,
+                threshold=body.get("threshold"),
                 solely_automated=body.get("solely_automated") is True,
                 supersedes=body.get("supersedes")
                 if isinstance(body.get("supersedes"), str)
                 else None,
                 owner=owner,
-                attributes=opened.get("protected_attributes"),
                 erased=erased,
                 review=line.get("review"),
             )
         elif not isinstance(decision_id, str):
             return
         elif kind == "outcome":
-            facts.actuals[decision_id] = body.get("actual")
+            actual = body.get("actual")
+            facts.actuals[decision_id] = bias.label_from_output(
+                actual if isinstance(actual, dict) else None
+            )
         elif kind == "attribution":
             facts.attributed.add(decision_id)
         elif kind == "contest":
@@ -492,8 +525,13 @@ class _Audit:
             facts.finals[decision_id].append(leaf["received_at"])
             facts.final_outputs[decision_id] = body.get("output")
 
-    def read_end(self, line: dict[str, Any]) -> None:
-        self.ended = line
+    def _shared(self, attributes: Any) -> Any:
+        """One object for equal attribute sets: 100,000 decisions have a handful of them."""
+        if not isinstance(attributes, dict) or not all(
+            isinstance(value, str | int | float | bool | None) for value in attributes.values()
+        ):
+            return attributes
+        return self.attribute_sets.setdefault(tuple(sorted(attributes.items())), attributes)
 
 
 def _final(body: Mapping[str, Any]) -> bool:
@@ -558,7 +596,8 @@ def _result(
     facts: dict[str, Any] = {}
     tallies = audit.tallies
     header = audit.header
-    system = header.get("system") if isinstance(header.get("system"), dict) else {}
+    found = header.get("system")
+    system: dict[str, Any] = found if isinstance(found, dict) else {}
     report.steps.append(
         tallies["header"].step(
             "header",
@@ -714,24 +753,22 @@ def _records(audit: _Audit) -> tuple[list[bias.DecisionRecord], int]:
         if decision.erased:
             excluded += 1
             continue
-        final = facts.final_outputs.get(decision.entry_id, _NO_REVIEW)
-        records.append(
-            bias.record_from_leaves(
-                decision=decision.leaf,
-                protected_attributes=decision.attributes,
-                actual=facts.actuals.get(decision.entry_id),
-                # A confirmation's entry carries no output: the decision's own is final.
-                final_output=None
-                if final is _NO_REVIEW
-                else final
-                if final is not None
-                else decision.leaf.get("output"),
+        record = decision.record
+        if decision.entry_id in facts.final_outputs:
+            output = facts.final_outputs[decision.entry_id]
+            # A confirmation's entry carries no output: the decision's own is final.
+            final = (
+                record.predicted
+                if output is None
+                else bias.label_from_output(output, decision.threshold)
             )
-        )
+            record = dataclasses.replace(record, final=final)
+        if decision.entry_id in facts.actuals:
+            record = dataclasses.replace(record, actual=facts.actuals[decision.entry_id])
+        records.append(record)
     return records, excluded
 
 
-_NO_REVIEW = object()
 _COMPARED_PARAMETERS = ("attributes", "outcome", "public", "min_cell")
 
 
@@ -832,6 +869,13 @@ def _figure(value: Any) -> str:
 # --- Oversight (AI Act) ---------------------------------------------------------------------
 
 
+def _time(text: Any) -> datetime.datetime | None:
+    try:
+        return parse_time(text) if isinstance(text, str) else None
+    except FormatError:
+        return None
+
+
 def _oversight(audit: _Audit) -> tuple[list[Step], dict[str, Any]]:
     decisions = audit.decisions
     facts = audit.oversight
@@ -921,12 +965,12 @@ def _oversight(audit: _Audit) -> tuple[list[Step], dict[str, Any]]:
         if any(parse_time(done) > at for done in facts.finals.get(decision_id, [])):
             contest["answered"] += 1
             continue
-        decided = decisions.get(decision_id)
-        statement = decided.review if decided is not None else None
-        due = statement.get("due_at") if isinstance(statement, dict) else None
-        if decided is not None and decided.erased:
+        contested = decisions.get(decision_id)
+        statement = contested.review if contested is not None else None
+        due_at = statement.get("due_at") if isinstance(statement, dict) else None
+        if contested is not None and contested.erased:
             contest["closed_by_erasure"] += 1
-        elif isinstance(due, str) and last_seal is not None and parse_time(due) >= last_seal:
+        elif last_seal is not None and (_time(due_at) or last_seal) > last_seal:
             contest["awaiting_within_deadline"] += 1
         else:
             contest["unanswered"] += 1
