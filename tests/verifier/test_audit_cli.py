@@ -21,6 +21,7 @@ from veridict_verify.evidence import PackageUnreadable, package_audit
 from veridict_verify.note import VerifierKey, note_sign, note_split
 
 from audit.services.decisions import outcome_record
+from audit.services.subjects import subject_erase
 from bias.selectors import bias_report_build
 from review.models import ReviewItem
 from review.services import contest_record, review_claim, review_confirm
@@ -347,3 +348,63 @@ def test_an_unreadable_package_exits_two(tmp_path, ledger_keys):
     assert "unreadable package" in finished.stderr
     with pytest.raises(PackageUnreadable):
         package_audit(path, keys=[keys.verifier_key()])
+
+
+def test_a_review_decided_after_its_stated_deadline_fails_the_deadline_check(
+    sealed_system, tmp_path, pinned
+):
+    def earlier_deadline(lines):
+        line = next(line for line in lines if line["type"] == "entry" and line.get("review"))
+        line["review"]["due_at"] = line["review"]["queued_at"]
+
+    result, steps = audit(edited(sealed_system, tmp_path, earlier_deadline), pinned)
+    assert first_failed(result) == "oversight[review_deadline]"
+    assert "after its deadline" in steps["oversight[review_deadline]"].detail
+    assert "operator's statement" in steps["oversight[review_deadline]"].detail
+
+
+def test_a_contest_left_unanswered_past_its_deadline_fails_the_contest_check(
+    sealed_system, tmp_path, pinned, record, seal
+):
+    contested = record(protected_attributes={"sex": "male"})
+    contest_record(decision=contested, statement="nobody looked at my file")
+    seal()
+    lines = list(evidence_lines(system=sealed_system))
+    path = tmp_path / "pkg.ndjson.gz"
+    evidence_package_write(path, lines=lines)
+    result, steps = audit(path, pinned)
+    assert result.report.ok, steps
+    assert result.facts["oversight"]["contests"] == {"answered": 1, "awaiting_within_deadline": 1}
+
+    def past_deadline(lines):
+        line = next(
+            line
+            for line in lines
+            if line.get("review", {})
+            and line["review"]["reason"] == "contest"
+            and not line["review"]["closed_at"]
+        )
+        line["review"]["due_at"] = line["review"]["queued_at"]
+
+    result, steps = audit(edited(sealed_system, tmp_path, past_deadline), pinned)
+    assert steps["oversight[contests]"].status == "failed"
+    assert "unanswered: entry" in steps["oversight[contests]"].detail
+    assert "still open past its deadline" in steps["oversight[review_deadline]"].detail
+
+
+def test_erased_decisions_are_counted_and_left_out_of_the_comparison(
+    sealed_system, tmp_path, pinned, record, seal
+):
+    erased = record(subject_ref="applicant-gone", protected_attributes={"sex": "female"})
+    seal()
+    subject_erase(subject=erased.subject, reason="request")
+    seal()
+    path = tmp_path / "pkg.ndjson.gz"
+    lines = evidence_package_write(path, system=sealed_system)
+    assert lines[-1]["erased"] == 1
+    result, steps = audit(path, pinned, compare=server_report(sealed_system))
+    assert result.facts["package"]["erased"] == 1
+    assert result.facts["bias"]["excluded_erased"] == 1
+    assert "owner opened 5, committed but erased 1" in steps["oversight[owner]"].detail
+    assert first_failed(result) == "bias"
+    assert "1 decisions of erased subjects are in its counts" in steps["bias"].detail
