@@ -408,3 +408,35 @@ def test_erased_decisions_are_counted_and_left_out_of_the_comparison(
     assert "owner opened 5, committed but erased 1" in steps["oversight[owner]"].detail
     assert first_failed(result) == "bias"
     assert "1 decisions of erased subjects are in its counts" in steps["bias"].detail
+
+
+def test_a_leaf_whose_bytes_are_not_canonical_fails_at_leaf(sealed_system, tmp_path, pinned):
+    def respaced(lines):
+        line = lines[decision_positions(lines)[0]]
+        leaf = json.loads(base64.b64decode(line["canonical_b64"]))
+        line["canonical_b64"] = base64.b64encode(json.dumps(leaf).encode()).decode()
+
+    result, steps = audit(edited(sealed_system, tmp_path, respaced), pinned)
+    assert first_failed(result) == "leaf"
+    assert "not its RFC 8785 canonical form" in steps["leaf"].detail
+
+
+def test_the_checker_imports_nothing_of_the_server():
+    import ast
+
+    import veridict_verify
+
+    folder = Path(veridict_verify.__file__).parent
+    allowed = {"veridict_verify", "rfc8785", "cryptography", "rfc3161_client", "asn1crypto"}
+    for name in ("evidence.py", "audit_cli.py", "audit_html.py", "canonical.py"):
+        for node in ast.walk(ast.parse((folder / name).read_text())):
+            modules = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for module in modules:
+                root = module.split(".")[0]
+                assert root in sys.stdlib_module_names or root in allowed, (name, module)

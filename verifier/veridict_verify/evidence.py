@@ -6,7 +6,6 @@ and the oversight checks need."""
 
 from __future__ import annotations
 
-import base64
 import binascii
 import dataclasses
 import datetime
@@ -60,8 +59,8 @@ def package_lines(path: Path) -> Iterator[dict[str, Any]]:
         with gzip.open(path, "rb") as handle:
             for number, line in enumerate(handle, 1):
                 try:
-                    item = json.loads(line)
-                except ValueError as exc:
+                    item = json.loads(line.decode())
+                except ValueError as exc:  # UnicodeDecodeError too
                     raise PackageUnreadable(f"line {number} is not JSON: {exc}") from exc
                 if not isinstance(item, dict) or not isinstance(item.get("type"), str):
                     raise PackageUnreadable(f"line {number} is not an object with a type")
@@ -148,8 +147,9 @@ def _canonical_json(raw: bytes) -> Any:
     readers can see two different leaves in them. Faster than a parse that watches for
     repeated keys."""
     try:
-        value = json.loads(raw)
-        if _PLAIN.encode(value).encode() != raw and canonical.dumps(value) != raw:
+        text = raw.decode()
+        value = json.loads(text)
+        if _PLAIN.encode(value) != text and canonical.dumps(value) != raw:
             raise StepFailed("the leaf's bytes are not its RFC 8785 canonical form")
     except (UnicodeDecodeError, ValueError) as exc:
         raise StepFailed(f"the leaf is not RFC 8785 JSON: {exc}") from exc
@@ -173,7 +173,7 @@ def _opening_check(commitment: str, opening: Any) -> Any:
     if not isinstance(opening, dict) or "value" not in opening:
         raise StepFailed("an opening is {salt_b64, value}")
     try:
-        salt = base64.b64decode(opening.get("salt_b64") or "", validate=True)
+        salt = binascii.a2b_base64(opening.get("salt_b64") or "", strict_mode=True)
         encoded = canonical.dumps(opening["value"])
     except (binascii.Error, ValueError, TypeError) as exc:
         raise StepFailed(f"the opening cannot be read: {exc}") from exc
@@ -351,7 +351,7 @@ class _Audit:
         tally = self.tallies["leaf"]
         raw_b64 = line.get("canonical_b64")
         try:
-            raw = base64.b64decode(raw_b64 if isinstance(raw_b64, str) else "", validate=True)
+            raw = binascii.a2b_base64(raw_b64 if isinstance(raw_b64, str) else "", strict_mode=True)
         except binascii.Error:
             raw = b""
         leaf_hash = merkle.leaf_hash(raw)
@@ -374,7 +374,8 @@ class _Audit:
             for name in ("id", "kind", "received_at"):
                 if not isinstance(leaf.get(name), str):
                     raise StepFailed(f"the leaf has no {name}")
-        except StepFailed as exc:
+            parse_time(leaf["received_at"])
+        except (StepFailed, FormatError) as exc:
             tally.fail(where, str(exc))
             return leaf_hash, None
         tally.checked += 1
