@@ -440,3 +440,28 @@ def test_the_checker_imports_nothing_of_the_server():
             for module in modules:
                 root = module.split(".")[0]
                 assert root in sys.stdlib_module_names or root in allowed, (name, module)
+
+
+def test_a_batch_left_out_breaks_the_chain_of_sizes_at_batch_header(
+    sealed_system, tmp_path, pinned
+):
+    def leave_out_batch(lines):
+        second = [position for position, line in enumerate(lines) if line["type"] == "batch"][1]
+        del lines[second]
+
+    result, steps = audit(edited(sealed_system, tmp_path, leave_out_batch), pinned)
+    assert first_failed(result) == "batch_header"
+    assert "a batch is missing" in steps["batch_header"].detail
+
+
+def test_a_compact_range_that_is_not_hashes_fails_at_header(sealed_system, tmp_path, pinned):
+    def bad_border(lines):
+        lines[0]["start"]["compact_range"] = ["ab"] * len(lines[0]["start"]["compact_range"])
+
+    path = tmp_path / "pkg.ndjson.gz"
+    lines = list(evidence_lines(system=sealed_system, after_batch=1))
+    bad_border(lines)
+    evidence_package_write(path, lines=lines)
+    result, steps = audit(path, pinned)
+    assert first_failed(result) == "header"
+    assert "64-digit hex hash" in steps["header"].detail

@@ -35,6 +35,7 @@ from veridict_verify.receipt import (
     anchor_check,
     batch_header_check,
     checkpoint_open,
+    hex_list,
     json_integer,
     json_same,
     stream_head,
@@ -245,10 +246,7 @@ class _Audit:
         )
         if self.start_size > self.end_size or self.start_batch > self.end_batch:
             raise StepFailed("the range ends before it starts")
-        border = start.get("compact_range")
-        if not isinstance(border, list):
-            raise StepFailed("start.compact_range is not a list of hex hashes")
-        self.border = [bytes.fromhex(node) for node in border]
+        self.border = hex_list(start.get("compact_range"), "start.compact_range")
         self.border_size = self.next_index = self.start_size
         if len(self.border) != len(merkle.perfect_subtrees(0, self.start_size)):
             raise StepFailed(
