@@ -62,7 +62,7 @@ def _chart(report: dict[str, Any]) -> str:
         default=None,
     )
     parts = [
-        f'<svg role="img" width="{left + width + 60}" '
+        f'<svg role="img" width="{left + width + 180}" '
         f'height="{height}" aria-label="Selection rate per group with 95% interval">'
     ]
     for tick in (0, 0.25, 0.5, 0.75, 1):
