@@ -465,3 +465,15 @@ def test_a_compact_range_that_is_not_hashes_fails_at_header(sealed_system, tmp_p
     result, steps = audit(path, pinned)
     assert first_failed(result) == "header"
     assert "64-digit hex hash" in steps["header"].detail
+
+
+def test_compare_accepts_a_published_audits_canonical_report_bytes(sealed_system, tmp_path, pinned):
+    from veridict_verify import canonical
+
+    path = tmp_path / "pkg.ndjson.gz"
+    evidence_package_write(path, system=sealed_system)
+    published = json.loads(canonical.dumps(server_report(sealed_system)))
+    assert 1 in [g["rates"]["selection_rate"]["value"] for g in published["groups"]]
+    result, steps = audit(path, pinned, compare=published)
+    assert result.report.ok, steps["bias"]
+    assert result.facts["bias"]["differences"] == []

@@ -807,7 +807,12 @@ def _bias(
     )
     if compare is None:
         return Step("bias", OK, text), facts
-    differences = bias.report_compare(ours, compare)
+    try:
+        # Both in their RFC 8785 form: a published audit stores its report's canonical bytes, in
+        # which a rate of 1.0 is written 1, while the API writes 1.0.
+        differences = bias.report_compare(_canonical_form(ours), _canonical_form(compare))
+    except ValueError as exc:
+        return Step("bias", FAILED, f"the compared report is not I-JSON: {exc}"), facts
     facts["differences"] = [
         {"path": d.path, "ours": d.ours, "theirs": d.theirs} for d in differences
     ]
@@ -832,6 +837,10 @@ def _bias(
         ),
         facts,
     )
+
+
+def _canonical_form(report: Mapping[str, Any]) -> Any:
+    return json.loads(canonical.dumps(report))
 
 
 def _report_parameters(
