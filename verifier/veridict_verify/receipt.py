@@ -374,8 +374,10 @@ def stream_head(header: dict[str, Any], stream: str) -> StreamHead:
         raise StepFailed(f"the batch header does not list stream {stream} once")
     (item,) = mine
     size, prev_size = item.get("size"), item.get("prev_size")
-    if not (json_integer(size) and json_integer(prev_size)) or not 0 <= prev_size <= size:
+    if not (json_integer(size) and json_integer(prev_size)):
         raise StepFailed("stream sizes and leaf_index must be integers")
+    if not 0 <= prev_size <= size:
+        raise StepFailed(f"the header's sizes of stream {stream} shrink: {prev_size} to {size}")
     return StreamHead(prev_size, size, hex_hash(item.get("root"), "header stream root"))
 
 
