@@ -1,0 +1,128 @@
+"""The evidence package of an AI system (docs/evidence.md), streamed as it is made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from audit.models import AISystem, SystemAPIKey
+from audit.services.evidence import (
+    EvidenceError,
+    EvidenceOpenings,
+    evidence_chunks,
+    evidence_recipient,
+)
+from timestamping.api import BAD_REQUEST, NOT_FOUND
+
+EXPORT_PERMISSION = "audit.export_evidence"
+
+
+class EvidenceQuerySerializer(serializers.Serializer):
+    # Named `from`/`to` in the query, which are not valid Python names.
+    date_from = serializers.DateField(required=False, allow_null=True)
+    date_to = serializers.DateField(required=False, allow_null=True)
+    explanations = serializers.BooleanField(required=False, default=False)
+    inputs = serializers.BooleanField(required=False, default=False)
+    recipient = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate_recipient(self, value: str) -> str:
+        if value:
+            try:
+                evidence_recipient(value)
+            except EvidenceError as exc:
+                raise serializers.ValidationError(str(exc)) from exc
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if (
+            attrs.get("date_from")
+            and attrs.get("date_to")
+            and attrs["date_from"] > attrs["date_to"]
+        ):
+            raise serializers.ValidationError({"from": "is after to"})
+        return attrs
+
+
+class CanExportEvidence(BasePermission):
+    """The system's own API key (checked against the slug by the view), or a staff user with
+    the export_evidence permission (compliance officers, administrators)."""
+
+    message = "an AI system's API key or the export_evidence permission is required"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, SystemAPIKey):
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff)
+
+
+class EvidenceView(APIView):
+    permission_classes = [CanExportEvidence]
+
+    @extend_schema(
+        summary="The evidence package of an AI system over a range of batches",
+        description=(
+            "gzip-compressed NDJSON (docs/evidence.md), or with `recipient` that file encrypted "
+            "to the age key. The range covers the batches sealed from `from` 00:00 UTC to the "
+            "end of `to` (UTC). For the system's own API key, or staff with export_evidence."
+        ),
+        parameters=[EvidenceQuerySerializer],
+        responses={
+            (200, "application/gzip"): OpenApiResponse(OpenApiTypes.BINARY),
+            400: BAD_REQUEST,
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request: Request, slug: str) -> StreamingHttpResponse:
+        system = self._system(request, slug)
+        query = {
+            "date_from": request.query_params.get("from") or None,
+            "date_to": request.query_params.get("to") or None,
+            **{
+                name: request.query_params[name]
+                for name in ("explanations", "inputs", "recipient")
+                if name in request.query_params
+            },
+        }
+        incoming = EvidenceQuerySerializer(data=query)
+        if not incoming.is_valid():
+            renamed = {"date_from": "from", "date_to": "to"}
+            raise ValidationError({renamed.get(k, k): v for k, v in incoming.errors.items()})
+        data = incoming.validated_data
+        recipient = data["recipient"] or None
+        chunks = evidence_chunks(
+            system=system,
+            date_from=data["date_from"],
+            date_to=data["date_to"],
+            openings=EvidenceOpenings(explanation=data["explanations"], inputs=data["inputs"]),
+            recipient=recipient,
+        )
+        name = f"{system.slug}-evidence.ndjson.gz" + (".age" if recipient else "")
+        response = StreamingHttpResponse(
+            chunks,
+            content_type="application/octet-stream" if recipient else "application/gzip",
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _system(self, request: Request, slug: str) -> AISystem:
+        if isinstance(request.auth, SystemAPIKey):
+            # Another system's key learns nothing, not even whether the slug exists.
+            if request.auth.system.slug != slug:
+                raise NotFound(f"no AI system {slug} for this API key")
+            return request.auth.system
+        if not request.user.has_perm(EXPORT_PERMISSION):
+            raise PermissionDenied("exporting evidence needs the export_evidence permission")
+        system = AISystem.objects.filter(slug=slug).first()
+        if system is None:
+            raise NotFound(f"no AI system {slug}")
+        return system
