@@ -15,14 +15,13 @@ from rest_framework.views import APIView
 
 from audit.models import AISystem, SystemAPIKey
 from audit.services.evidence import (
+    EXPORT_PERMISSION,
     EvidenceError,
     EvidenceOpenings,
     evidence_chunks,
     evidence_recipient,
 )
 from timestamping.api import BAD_REQUEST, NOT_FOUND
-
-EXPORT_PERMISSION = "audit.export_evidence"
 
 
 class EvidenceQuerySerializer(serializers.Serializer):

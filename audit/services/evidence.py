@@ -38,6 +38,8 @@ from timestamping.selectors import (
 )
 
 VERSION = "veridict.evidence/v1"
+# Who may export any system's package besides the system's own key (staff/roles.py).
+EXPORT_PERMISSION = "audit.export_evidence"
 # Committed decision fields that every package opens; explanation and inputs only when asked.
 DECISION_OPENINGS = ("protected_attributes", "owner", "client_decision_id")
 # The key of a review step's opening: the leaf member it opens (body.text_commitment).

@@ -421,3 +421,19 @@ def test_the_command_refuses_plaintext_on_stdout_or_in_a_shared_directory(ai_sys
         call_command("evidence_export", str(shared / "p.gz"), system=ai_system.slug)
     call_command("evidence_export", str(shared / "p.gz"), system=ai_system.slug, plaintext=True)
     assert (shared / "p.gz").exists()
+
+
+# The admin.
+
+
+def test_the_system_s_admin_page_offers_the_export_to_those_who_may_export(ai_system):
+    page = f"/admin/audit/aisystem/{ai_system.pk}/change/"
+    export = f"/api/v1/systems/{ai_system.slug}/evidence"
+    assert export in _staff("carol", "compliance officer").get(page).content.decode()
+    reviewer = _staff("rolf", "reviewer")
+    ReviewSettings.objects.get_or_create(system=ai_system)[0].reviewers.add(
+        User.objects.get(username="rolf")
+    )
+    answer = reviewer.get(page)
+    assert answer.status_code == 200
+    assert export not in answer.content.decode()
