@@ -24,6 +24,7 @@ BENCHMARKS = (
     "bias_report",
     "sqlite_durability",
     "parse",
+    "evidence",
 )
 # In memory only: these need neither the bench database nor its keys.
 WITHOUT_DATABASE = {"parse"}
