@@ -70,7 +70,9 @@ def evidence_bounds(
     states the system log's size and root."""
     since = datetime.combine(date_from, time.min, tzinfo=UTC) if date_from else None
     before = (
-        datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=UTC) if date_to else None
+        datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=UTC)
+        if date_to and date_to < date.max
+        else None  # the last day there is: open
     )
     return since, before
 

@@ -352,6 +352,12 @@ def test_the_export_permission_alone_is_enough_for_staff(ai_system, history):
     assert client.get(_url(ai_system)).status_code == 200
 
 
+def test_the_widest_dates_there_are_are_an_open_range(ai_system, api_client):
+    response = api_client.get(_url(ai_system, "from=0001-01-01&to=9999-12-31"))
+    assert response.status_code == 200
+    assert _parsed(b"".join(response.streaming_content))[-1]["entries"] == 0
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [

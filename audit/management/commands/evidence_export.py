@@ -12,6 +12,7 @@ import stat
 import sys
 from datetime import date
 from pathlib import Path
+from typing import IO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -78,15 +79,19 @@ class Command(BaseCommand):
         elif not plaintext:
             _refuse_shared(out)
         openings = EvidenceOpenings(explanation=explanations, inputs=inputs)
-        arguments = {
-            "system": ai_system,
-            "date_from": date_from,
-            "date_to": date_to,
-            "openings": openings,
-            "recipient": recipient,
-        }
+
+        def write(file: IO[bytes]) -> None:
+            evidence_write(
+                system=ai_system,
+                date_from=date_from,
+                date_to=date_to,
+                openings=openings,
+                out=file,
+                recipient=recipient,
+            )
+
         if out == "-":
-            evidence_write(out=sys.stdout.buffer, **arguments)  # type: ignore[arg-type]
+            write(sys.stdout.buffer)
             sys.stdout.buffer.flush()
             return
         try:
@@ -95,7 +100,7 @@ class Command(BaseCommand):
             raise CommandError(f"{out} exists: the package is written to a new file") from exc
         try:
             with os.fdopen(descriptor, "wb") as file:
-                evidence_write(out=file, **arguments)  # type: ignore[arg-type]
+                write(file)
         except BaseException:
             os.unlink(out)  # no half package left behind
             raise
