@@ -147,8 +147,8 @@ def _entry_lines(
     page: list[Entry], first_index: int, batch: int, system_id: int, fields: tuple[str, ...]
 ) -> Iterator[dict[str, Any]]:
     by_seq = {entry.seq: entry for entry in page}
-    # By the page's seq range and system rather than a list of 2,000 ids, whose query text costs
-    # more to build than to run; other systems' rows in that range are left out by the system.
+    # By the page's seq range and system rather than a list of the page's ids, whose query text
+    # costs more to build than to run; other systems' rows in that range are left out.
     seqs = (page[0].seq, page[-1].seq)
     decisions = {}
     for decision in Decision.objects.filter(
