@@ -10,12 +10,15 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pyrage
 import pytest
 import rfc8785
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -443,3 +446,22 @@ def test_the_system_s_admin_page_offers_the_export_to_those_who_may_export(ai_sy
     answer = reviewer.get(page)
     assert answer.status_code == 200
     assert export not in answer.content.decode()
+
+
+def test_the_export_command_does_not_load_scipy():
+    """scipy.stats alone is about 95 MB of RSS: an export of 1M decisions must stay < 200 MB."""
+    probe = (
+        "import django, sys; django.setup(); "
+        "import audit.management.commands.evidence_export, django.contrib.admin; "
+        "django.contrib.admin.autodiscover(); print('scipy' in sys.modules)"
+    )
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    answer = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert answer.stdout.strip() == "False"
