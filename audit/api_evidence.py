@@ -21,6 +21,7 @@ from audit.services.evidence import (
     evidence_chunks,
     evidence_recipient,
 )
+from audit.throttling import SystemKeyRateThrottle
 from timestamping.api import BAD_REQUEST, NOT_FOUND
 
 
@@ -65,6 +66,7 @@ class CanExportEvidence(BasePermission):
 
 class EvidenceView(APIView):
     permission_classes = [CanExportEvidence]
+    throttle_classes = [SystemKeyRateThrottle]  # an API key's requests count as its others do
 
     @extend_schema(
         summary="The evidence package of an AI system over a range of batches",
