@@ -8,7 +8,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -26,12 +26,21 @@ from timestamping.api import BAD_REQUEST, NOT_FOUND
 
 
 class EvidenceQuerySerializer(serializers.Serializer):
-    # Named `from`/`to` in the query, which are not valid Python names.
-    date_from = serializers.DateField(required=False, allow_null=True)
-    date_to = serializers.DateField(required=False, allow_null=True)
     explanations = serializers.BooleanField(required=False, default=False)
     inputs = serializers.BooleanField(required=False, default=False)
     recipient = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # `from` and `to` are keywords, so they cannot be declared as class attributes.
+        return {
+            "from": serializers.DateField(
+                required=False, allow_null=True, help_text="first day (UTC) of the range"
+            ),
+            "to": serializers.DateField(
+                required=False, allow_null=True, help_text="last day (UTC) of the range"
+            ),
+            **super().get_fields(),
+        }
 
     def validate_recipient(self, value: str) -> str:
         if value:
@@ -42,11 +51,7 @@ class EvidenceQuerySerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if (
-            attrs.get("date_from")
-            and attrs.get("date_to")
-            and attrs["date_from"] > attrs["date_to"]
-        ):
+        if attrs.get("from") and attrs.get("to") and attrs["from"] > attrs["to"]:
             raise serializers.ValidationError({"from": "is after to"})
         return attrs
 
@@ -84,25 +89,16 @@ class EvidenceView(APIView):
     )
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
         system = self._system(request, slug)
-        query = {
-            "date_from": request.query_params.get("from") or None,
-            "date_to": request.query_params.get("to") or None,
-            **{
-                name: request.query_params[name]
-                for name in ("explanations", "inputs", "recipient")
-                if name in request.query_params
-            },
-        }
+        # An empty `from=` or `to=` (as the admin's form sends) means an open end.
+        query = {name: value for name, value in request.query_params.items() if value != ""}
         incoming = EvidenceQuerySerializer(data=query)
-        if not incoming.is_valid():
-            renamed = {"date_from": "from", "date_to": "to"}
-            raise ValidationError({renamed.get(k, k): v for k, v in incoming.errors.items()})
+        incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
         recipient = data["recipient"] or None
         chunks = evidence_chunks(
             system=system,
-            date_from=data["date_from"],
-            date_to=data["date_to"],
+            date_from=data.get("from"),
+            date_to=data.get("to"),
             openings=EvidenceOpenings(explanation=data["explanations"], inputs=data["inputs"]),
             recipient=recipient,
         )
