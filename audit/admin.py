@@ -30,6 +30,7 @@ from audit.models import (
     SystemAPIKey,
 )
 from audit.selectors import decisions_by_client_id_search
+from audit.services.evidence import EXPORT_PERMISSION
 from audit.services.subjects import (
     decision_client_id,
     decision_erased,
@@ -191,6 +192,17 @@ class AISystemAdmin(admin.ModelAdmin):
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
         return {} if obj is not None else {"slug": ("name",)}
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # The export itself is the API endpoint, which checks the permission again.
+        context = {**(extra_context or {}), "may_export": request.user.has_perm(EXPORT_PERMISSION)}
+        return super().change_view(request, object_id, form_url, context)
 
 
 @admin.register(SystemAPIKey)

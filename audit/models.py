@@ -47,6 +47,7 @@ class AISystem(models.Model):
 
     class Meta:
         verbose_name = "AI system"
+        permissions = [("export_evidence", "Can export a system's evidence package")]
 
     def __str__(self) -> str:
         return self.name

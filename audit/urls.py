@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from audit import api, api_bulk, api_documents, api_subjects
+from audit import api, api_bulk, api_documents, api_evidence, api_subjects
 
 urlpatterns = [
     path("decisions", api.DecisionListView.as_view(), name="decisions"),
@@ -16,6 +16,9 @@ urlpatterns = [
         "documents/<str:sha256>",
         api_documents.DocumentLookupView.as_view(),
         name="document-lookup",
+    ),
+    path(
+        "systems/<slug:slug>/evidence", api_evidence.EvidenceView.as_view(), name="system-evidence"
     ),
     path("subjects/erase", api_subjects.SubjectEraseView.as_view(), name="subject-erase"),
 ]

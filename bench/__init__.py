@@ -76,6 +76,7 @@ from django.utils import timezone  # noqa: E402
 from veridict_verify import merkle  # noqa: E402
 from veridict_verify.formats import SignedEntryTimestamp, format_time  # noqa: E402
 
+from audit import vault  # noqa: E402
 from timestamping import keys, selectors  # noqa: E402
 from timestamping.models import (  # noqa: E402
     Anchor,
@@ -206,6 +207,20 @@ def prepare() -> None:
     # A stamp lost between a seal's commit and its after-commit callback (a killed run).
     batch_anchor_missing()
     _prepared = True
+
+
+MASTER_KEY_FILE = KEY_DIR / "master.key"
+
+
+def master_key_use() -> None:
+    """The bench's own master key, kept beside its log key; servers and commands the benchmark
+    starts read it from the file (the environment is set for them too)."""
+    if not MASTER_KEY_FILE.exists():
+        keys.write_secret(MASTER_KEY_FILE, vault.master_key_text(vault.data_key_new()).encode())
+    os.environ["VERIDICT_MASTER_KEY"] = ""
+    os.environ["VERIDICT_MASTER_KEY_FILE"] = str(MASTER_KEY_FILE)
+    settings.MASTER_KEY = ""
+    settings.MASTER_KEY_FILE = MASTER_KEY_FILE
 
 
 # --- Entries -------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ BENCHMARKS = (
     "sqlite_durability",
     "parse",
     "audit",
+    "evidence",
 )
 # In memory only: these need neither the bench database nor its keys.
 WITHOUT_DATABASE = {"parse", "audit"}

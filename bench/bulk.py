@@ -27,8 +27,7 @@ from audit.models import AISystem, Decision, ModelVersion, Subject
 from audit.services import bulk
 from audit.services.bulk import decisions_bulk_record
 from audit.services.systems import api_key_create
-from bench import KEY_DIR, Figure, LogMark, log_mark, log_revert, median, phases_timed, say
-from timestamping import keys
+from bench import Figure, LogMark, log_mark, log_revert, master_key_use, median, phases_timed, say
 from timestamping.models import Entry
 
 RECORDS = max(1, int(os.environ.get("VERIDICT_BENCH_BULK_RECORDS", "10000")))
@@ -36,7 +35,6 @@ REPETITIONS = max(1, int(os.environ.get("VERIDICT_BENCH_BULK_REPS", "3")))
 TARGET_RATIO = 0.2
 SYSTEM_SLUG = "bench-bulk"
 MODEL = {"name": "bench-scorer", "version": "1.0.0"}  # registered by the first bulk, undeclared
-MASTER_KEY_FILE = KEY_DIR / "master.key"
 
 # The phases of one bulk request, timed in process by wrapping what the code calls, as the seal
 # benchmark does; a phase inside another counts in the outer one.
@@ -58,16 +56,6 @@ PHASES = [
     (None, "_commit", "commit"),
 ]
 OTHER = "other (subject lookups and locks, results, the rest)"
-
-
-def _master_key() -> None:
-    """The bench's own master key, kept beside its log key; the server reads it from the file."""
-    if not MASTER_KEY_FILE.exists():
-        keys.write_secret(MASTER_KEY_FILE, vault.master_key_text(vault.data_key_new()).encode())
-    os.environ["VERIDICT_MASTER_KEY"] = ""
-    os.environ["VERIDICT_MASTER_KEY_FILE"] = str(MASTER_KEY_FILE)
-    settings.MASTER_KEY = ""
-    settings.MASTER_KEY_FILE = MASTER_KEY_FILE
 
 
 def _body(tag: str, count: int = RECORDS) -> bytes:
@@ -284,7 +272,7 @@ def run() -> list[Figure]:
         f"\n== bulk: {RECORDS:,}-record NDJSON bodies through POST /api/v1/decisions/bulk "
         f"(gunicorn, 2 sync workers), {REPETITIONS} repetitions"
     )
-    _master_key()
+    master_key_use()
     call_command("createcachetable")  # the throttle's counts, without REDIS_URL
     system = _system()
     key = api_key_create(system=system, name=f"bench {uuid.uuid4().hex[:8]}")

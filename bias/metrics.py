@@ -12,8 +12,6 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from scipy import stats
-
 Z_95 = 1.959963984540054  # the 0.975 quantile of the standard normal
 FOUR_FIFTHS = 0.8
 LL144_MIN_SHARE = 0.02  # LL144: categories under 2 % of the data may be left out of impact ratios
@@ -107,6 +105,10 @@ def disparity_test(a: int, n1: int, b: int, n2: int) -> tuple[float, str] | None
         # (tests/bias/test_metrics.py) at a millisecond of argument checking per call.
         statistic = total * (a * (n2 - b) - b * (n1 - a)) ** 2 / (n1 * n2 * columns[0] * columns[1])
         return math.erfc(math.sqrt(statistic / 2)), "chi2"
+    # Imported here: scipy.stats adds about 95 MB to a process's RSS, and this module is loaded
+    # by every process (the admin imports it), while only small tables ever need Fisher's test.
+    from scipy import stats
+
     return float(stats.fisher_exact(table).pvalue), "fisher"
 
 

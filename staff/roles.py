@@ -66,6 +66,7 @@ ROLES: dict[str, Role] = {
         permissions=frozenset(
             {
                 "audit.erase_subject",
+                "audit.export_evidence",
                 "bias.publish_audit",
                 "review.view_oversight",
                 "review.review_all_systems",

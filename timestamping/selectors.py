@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils.module_loading import import_string
+from veridict_verify import merkle
 from veridict_verify.formats import format_time
 from veridict_verify.note import note_split
 
 from timestamping import tree
 from timestamping.anchor_backends import BUILTIN, anchor_receipt_fields, backends_configured
 from timestamping.models import Anchor, AnchorJob, Batch, Entry, LogKey, StreamHead
+from timestamping.tree import TreeView
 
 RECEIPT_VERSION = "veridict.receipt/v1"
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
@@ -169,6 +174,89 @@ def proof_stream_consistency(*, stream: str, old_size: int, new_size: int) -> li
     return tree.consistency_proof(old_size, new_size, stream=stream)
 
 
+@dataclass(frozen=True)
+class StreamRange:
+    """A stream's log between two batch boundaries: its size `start_size` after batch
+    `start_batch` (the last batch before the range that touched the stream; 0 and size 0 when
+    none did) with its compact range there, and its size `end_size` after `end_batch` (the last
+    batch of the range that touched it; the start when none did)."""
+
+    stream: str
+    start_batch: int
+    start_size: int
+    compact_range: list[bytes]
+    end_batch: int
+    end_size: int
+
+
+def stream_range(
+    *, stream: str, sealed_from: datetime | None, sealed_before: datetime | None
+) -> StreamRange:
+    """The stream's range over the batches sealed in [sealed_from, sealed_before) (None: open).
+
+    Bounded by batches, not by entry times: a batch header is where a stream's size and root are
+    signed, so completeness can only be shown from one header to another."""
+    heads = StreamHead.objects.filter(stream=stream)
+    before_range = (
+        heads.none() if sealed_from is None else heads.filter(batch__sealed_at__lt=sealed_from)
+    )
+    in_range = heads if sealed_from is None else heads.filter(batch__sealed_at__gte=sealed_from)
+    if sealed_before is not None:
+        in_range = in_range.filter(batch__sealed_at__lt=sealed_before)
+    start = before_range.order_by("-batch__number").values_list("batch__number", "size").first()
+    start_batch, start_size = start or (0, 0)
+    end = in_range.order_by("-batch__number").values_list("batch__number", "size").first()
+    end_batch, end_size = end or (start_batch, start_size)
+    border = (
+        TreeView(stream=stream).compute(
+            lambda range_hash: merkle.compact_range(start_size, range_hash)
+        )
+        if start_size
+        else []
+    )
+    return StreamRange(stream, start_batch, start_size, border, end_batch, end_size)
+
+
+def stream_range_heads(*, span: StreamRange) -> Iterator[StreamHead]:
+    """The stream's heads from the range's start batch (if any) to its end batch, in batch
+    order, each with its batch: a few at a time, for a range of thousands of batches."""
+    heads = (
+        StreamHead.objects.filter(
+            stream=span.stream,
+            batch__number__gte=span.start_batch,
+            batch__number__lte=span.end_batch,
+        )
+        .select_related("batch")
+        .order_by("batch__number")
+    )
+    return heads.iterator(chunk_size=100)
+
+
+def stream_head_leaves(*, head: StreamHead, chunk_size: int = 2000) -> Iterator[list[Entry]]:
+    """The entries a head added to its stream, in stream order, in lists of chunk_size.
+
+    Keyset pages on the (stream, seq) index rather than one cursor: memory stays bounded on
+    SQLite and PostgreSQL alike, and no transaction has to stay open across pages. Checks the
+    count against the head, so that a package can never silently miss a leaf."""
+    batch = head.batch
+    entries = Entry.objects.filter(stream=head.stream, seq__lte=batch.last_seq).only(
+        "seq", "uuid", "kind", "canonical", "leaf_hash", "stream"
+    )
+    after, count = batch.first_seq - 1, 0
+    while True:
+        page = list(entries.filter(seq__gt=after).order_by("seq")[:chunk_size])
+        if not page:
+            break
+        count += len(page)
+        after = page[-1].seq
+        yield page
+    if count != head.size - head.prev_size:
+        raise RuntimeError(
+            f"batch {batch.number} added {head.size - head.prev_size} leaves to stream "
+            f"{head.stream} but {count} entries were found"
+        )
+
+
 def _signer_key(note: str) -> str | None:
     _, signatures = note_split(note)
     key = LogKey.objects.filter(key_id=signatures[0][1].hex()).first()
@@ -191,9 +279,10 @@ def _anchor_first(batch: Batch, backend: str) -> Anchor | None:
     )
 
 
-def _anchors(batch: Batch) -> list[dict[str, Any]]:
+def batch_anchors(*, batch: Batch) -> list[dict[str, Any]]:
     """Per anchor source, the first anchor at or after this batch, with the consistency proof
-    from this batch's checkpoint to the anchored one."""
+    from this batch's checkpoint to the anchored one: the `anchors` of receipts and of evidence
+    packages."""
     anchors = []
     for backend in anchor_sources():
         anchor = _anchor_first(batch, backend)
@@ -346,7 +435,7 @@ def _receipt(entry: Entry) -> dict[str, Any]:
             ],
         }
     receipt["log"]["verifier_key"] = _signer_key(batch.checkpoint)
-    receipt["anchors"] = _anchors(batch)
+    receipt["anchors"] = batch_anchors(batch=batch)
     receipt["anchor_status"] = _anchor_status(batch)
     return receipt
 

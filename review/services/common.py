@@ -70,18 +70,25 @@ class SealedText:
         return vault.seal_json(self.data_key, value, context=_text_context(entry_uuid))
 
 
-def text_open(action: ReviewAction) -> str | None:
-    """An action's free text, or None without text or once the subject is erased."""
+def text_opening(action: ReviewAction) -> dict[str, str] | None:
+    """An action's free text and its commitment salt (base64): {"text", "salt"}; None without
+    text or once the subject is erased."""
     if action.sealed_text is None:
         return None
     try:
         key = subject_key(action.decision.subject)
-        value = vault.open_json(
+        value: dict[str, str] = vault.open_json(
             key, bytes(action.sealed_text), context=_text_context(action.entry.uuid)
         )
     except vault.VaultError:
         return None
-    return value["text"]
+    return value
+
+
+def text_open(action: ReviewAction) -> str | None:
+    """An action's free text, or None without text or once the subject is erased."""
+    opened = text_opening(action)
+    return None if opened is None else opened["text"]
 
 
 def action_append(
