@@ -199,6 +199,20 @@ def evidence_lines(
     span = stream_range(
         stream=vault.system_stream(system_id=system.pk), sealed_from=since, sealed_before=before
     )
+    yield from evidence_span_lines(
+        system=system, span=span, date_from=date_from, date_to=date_to, openings=openings
+    )
+
+
+def evidence_span_lines(
+    *,
+    system: AISystem,
+    span: StreamRange,
+    date_from: date | None,
+    date_to: date | None,
+    openings: EvidenceOpenings,
+) -> Iterator[dict[str, Any]]:
+    """The package's lines for a span of the system log that starts and ends at batches."""
     yield _header(system, span, date_from, date_to, openings)
     lines, entries, erased = 1, 0, 0
     # The heads are read twice (batch lines, then their leaves) rather than kept: a range may

@@ -132,6 +132,19 @@ def test_an_untouched_package_passes_every_step_in_a_subprocess(
     assert finished.stdout.splitlines()[-1] == "VERIFIED"
 
 
+def test_a_package_written_by_evidence_export_passes_every_step(
+    sealed_system, tmp_path, ledger_keys
+):
+    """The exporter and the checker, each written from docs/evidence.md, agree end to end."""
+    from django.core.management import call_command
+
+    path = tmp_path / "exported.ndjson.gz"
+    call_command("evidence_export", str(path), "--system", sealed_system.slug)
+    finished = run(*cli_args(path, ledger_keys))
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert finished.stdout.splitlines()[-1] == "VERIFIED"
+
+
 def test_the_checks_hold_for_a_range_that_starts_after_a_batch(sealed_system, tmp_path, pinned):
     path = tmp_path / "pkg.ndjson.gz"
     lines = evidence_package_write(path, system=sealed_system, after_batch=1)
