@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from veridict_verify.evidence import PackageUnreadable, package_audit
 from veridict_verify.note import VerifierKey, note_sign, note_split
 
+from audit.models import Decision
 from audit.services.decisions import outcome_record
 from audit.services.subjects import subject_erase
 from bias.selectors import bias_report_build
@@ -490,3 +491,60 @@ def test_compare_accepts_a_published_audits_canonical_report_bytes(sealed_system
     result, steps = audit(path, pinned, compare=published)
     assert result.report.ok, steps["bias"]
     assert result.facts["bias"]["differences"] == []
+
+
+def test_decisions_recorded_through_the_api_are_exported_and_audited_against_the_apis_report(
+    ai_system, decision_request, alice, settings_of, seal, tmp_path, ledger_keys
+):
+    """The auditor's path end to end: decisions and outcomes through the API, a human review,
+    sealing, the package and the bias report fetched with the system's key, then veridict-audit
+    in its own process with pinned keys: every step passes and its report equals the API's."""
+    from rest_framework.test import APIClient
+
+    from audit.services.systems import api_key_create
+    from review.services import review_item_open
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(system=ai_system, name='e2e')}")
+    ids = []
+    for number, (sex, label) in enumerate(PEOPLE * 2):
+        response = client.post(
+            "/api/v1/decisions",
+            decision_request(
+                client_decision_id=f"e2e-{number}",
+                subject_ref=f"applicant-{number}",
+                output={"label": label, "score": 0.2 + number / 40},
+                protected_attributes={"sex": sex},
+            ),
+            format="json",
+        )
+        assert response.status_code == 201, response.content
+        ids.append(response.json()["id"])
+    for entry_id in ids[:4]:
+        response = client.post(
+            f"/api/v1/decisions/{entry_id}/outcome",
+            {"actual": {"label": "repaid"}, "observed_at": "2026-11-30T09:00:00Z"},
+            format="json",
+        )
+        assert response.status_code == 201, response.content
+    seal()
+    reviewed = Decision.objects.get(entry__uuid=ids[1])
+    item = review_item_open(decision=reviewed, by=None)
+    review_claim(item=item, reviewer=alice)
+    review_confirm(item=item, reviewer=alice, rationale="checked by hand")
+    seal()
+
+    package = tmp_path / "api.ndjson.gz"
+    response = client.get(f"/api/v1/systems/{ai_system.slug}/evidence")
+    assert response.status_code == 200
+    package.write_bytes(b"".join(response.streaming_content))
+    report = tmp_path / "report.json"
+    response = client.get(f"/api/v1/bias/report?system={ai_system.slug}&attributes=sex")
+    assert response.status_code == 200, response.content
+    report.write_bytes(response.content)
+
+    finished = run(*cli_args(package, ledger_keys), "--compare", str(report), "--json")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    output = json.loads(finished.stdout)
+    assert output["bias"]["differences"] == []
+    assert all(step["status"] == "ok" for step in output["steps"]), output["steps"]

@@ -301,7 +301,7 @@ def test_report_compare_names_a_changed_count_and_a_changed_rate():
 def test_report_compare_is_strict_on_counts_labels_and_missing_groups():
     report = bias_report_recompute(records=book(seed=3, size=400), attributes=["sex"])
     changed = copy.deepcopy(report)
-    changed["total"] = float(changed["total"])  # 400.0 for 400: a count must be an integer
+    changed["total"] = changed["total"] + 1e-12  # a count is exact: no tolerance
     changed["reference"]["group"] = "female"
     dropped = changed["groups"].pop()
 
@@ -722,3 +722,17 @@ def test_the_recomputed_report_equals_the_servers_over_a_large_loan_book(setting
             versus["test"] for group in ours["groups"] for versus in group["vs_reference"].values()
         }
     assert {"chi2", "fisher"} <= tests_used  # figures of both tests were compared
+
+
+def test_report_compare_takes_a_rate_written_as_an_integer_by_canonical_json():
+    """RFC 8785 writes 1.0 as 1, and a p-value of 0.9999999999999999 is 1 within the tolerance."""
+    report = bias_report_recompute(records=book(seed=3, size=400), attributes=["sex"])
+    theirs = copy.deepcopy(report)
+    theirs["groups"][0]["rates"]["selection_rate"]["high"] = 1
+    ours = copy.deepcopy(report)
+    ours["groups"][0]["rates"]["selection_rate"]["high"] = 0.9999999999999999
+    assert report_compare(ours, theirs) == []
+    theirs["groups"][0]["rates"]["selection_rate"]["high"] = 0
+    assert [item.path for item in report_compare(ours, theirs)] == [
+        f"groups[{report['groups'][0]['key']}].rates.selection_rate.high"
+    ]

@@ -743,9 +743,19 @@ def _keyed(value: Any) -> bool:
 def _same(ours: Any, theirs: Any, tolerance: float) -> bool:
     if ours is _MISSING or theirs is _MISSING:
         return ours is theirs
+    numbers = (int, float)
+    if (
+        isinstance(ours, numbers)
+        and isinstance(theirs, numbers)
+        and not isinstance(ours, bool)
+        and not isinstance(theirs, bool)
+    ):
+        # Our rates are floats, our counts integers. Canonical JSON (RFC 8785, as published
+        # audits are stored) writes a rate of 1.0 as 1, so theirs may be either: a rate is
+        # compared within the tolerance, a count exactly.
+        if isinstance(ours, float):
+            return math.isclose(ours, theirs, rel_tol=tolerance, abs_tol=tolerance)
+        return bool(ours == theirs)
     if type(ours) is not type(theirs):
-        # A count is an integer in both (JSON keeps 400 and 400.0 apart), a rate a float.
         return False
-    if isinstance(ours, float):
-        return math.isclose(ours, theirs, rel_tol=tolerance, abs_tol=tolerance)
     return bool(ours == theirs)
