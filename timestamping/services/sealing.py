@@ -14,7 +14,15 @@ from django.utils import timezone
 from veridict_verify.formats import ZERO_HASH_HEX, Checkpoint, format_time
 
 from timestamping import canonical, keys, tree
-from timestamping.models import Batch, Entry, SealLock, StreamHead, Tile
+from timestamping.models import (
+    STREAM_MARK_EVERY,
+    Batch,
+    Entry,
+    SealLock,
+    StreamHead,
+    StreamMark,
+    Tile,
+)
 from timestamping.seq_ranges import seq_ranges_of_gaps
 from timestamping.services.anchoring import batch_anchor_builtin
 from timestamping.services.entries import SEQ_LOCK
@@ -88,15 +96,23 @@ def _streams_extend(leaves: list[tuple[int, bytes, str]]) -> list[StreamUpdate]:
     """Appends each stream's leaves of the batch, in log order, to that stream's tree: the same
     tile code as the global tree, each stream's tiles apart."""
     added: dict[str, list[bytes]] = {}
-    for _, leaf_hash, stream in leaves:
+    seqs: dict[str, list[int]] = {}
+    for seq, leaf_hash, stream in leaves:
         if stream:
             added.setdefault(stream, []).append(leaf_hash)
+            seqs.setdefault(stream, []).append(seq)
     if not added:
         return []
     sizes = stream_sizes(sorted(added))
-    updates, rows = [], []
+    updates, rows, marks = [], [], []
     for stream in sorted(added):
         old_size = sizes.get(stream, 0)
+        # The first multiple of STREAM_MARK_EVERY at or after old_size, then every one after it.
+        first_mark = -old_size % STREAM_MARK_EVERY
+        marks += [
+            StreamMark(stream=stream, leaf_index=old_size + offset, seq=seqs[stream][offset])
+            for offset in range(first_mark, len(seqs[stream]), STREAM_MARK_EVERY)
+        ]
         new_tiles = tree.tree_extend(old_size, added[stream], stream=stream)
         rows += [
             Tile(stream=stream, level=t.level, index=t.index, width=t.width, hashes=t.hashes)
@@ -108,6 +124,7 @@ def _streams_extend(leaves: list[tuple[int, bytes, str]]) -> list[StreamUpdate]:
         size = old_size + len(added[stream])
         updates.append(StreamUpdate(stream, old_size, size, tree.tree_root(size, view)))
     Tile.objects.bulk_create(rows)
+    StreamMark.objects.bulk_create(marks)
     return updates
 
 
