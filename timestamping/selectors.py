@@ -147,16 +147,19 @@ def _stream_sealed_position(stream: str, leaf_hash: bytes) -> tuple[int, int] | 
     entry = connection.ops.quote_name(Entry._meta.db_table)
     head = connection.ops.quote_name(StreamHead._meta.db_table)
     mark = connection.ops.quote_name(StreamMark._meta.db_table)
+    # The stream is a parameter everywhere, not e.stream: compared with a constant, the count is
+    # an index-only scan of the (stream, seq) partial index, which holds only this stream's
+    # entries between the mark and the leaf; with e.stream PostgreSQL scans every entry between.
     sql = (
         f"SELECT coalesce(m.leaf_index, 0) + (SELECT count(*) FROM {entry} x "  # noqa: S608
-        f"WHERE x.stream = e.stream AND x.seq >= coalesce(m.seq, 0) AND x.seq < e.seq), "
-        f"(SELECT max(size) FROM {head} WHERE stream = e.stream) "
-        f"FROM {entry} e LEFT JOIN {mark} m ON m.stream = e.stream AND m.seq = "
-        f"(SELECT max(seq) FROM {mark} WHERE stream = e.stream AND seq <= e.seq) "
-        f"WHERE e.leaf_hash = %s AND e.stream = %s"
+        f"WHERE x.stream = %(stream)s AND x.seq >= coalesce(m.seq, 0) AND x.seq < e.seq), "
+        f"(SELECT max(size) FROM {head} WHERE stream = %(stream)s) "
+        f"FROM {entry} e LEFT JOIN {mark} m ON m.stream = %(stream)s AND m.seq = "
+        f"(SELECT max(seq) FROM {mark} WHERE stream = %(stream)s AND seq <= e.seq) "
+        f"WHERE e.leaf_hash = %(leaf_hash)s AND e.stream = %(stream)s"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [leaf_hash, stream])
+        cursor.execute(sql, {"stream": stream, "leaf_hash": leaf_hash})
         row = cursor.fetchone()
     # The stream's sealed entries are its first `current` ones in seq order (the sealer seals in
     # log order), so an index at or past the current size is a leaf still pending.
