@@ -220,3 +220,51 @@ def test_a_pending_stream_entry_has_no_stream_proof_yet(seal):
         selectors.proof_stream_inclusion(
             stream="pp", leaf_hash=bytes(pending.leaf_hash), tree_size=1
         )
+
+
+def test_the_migration_marks_the_stream_leaves_sealed_before_it_and_no_pending_one(
+    seal, monkeypatch
+):
+    """Migration 0007's backfill: stream leaves sealed by a sealer that wrote no marks get the
+    marks the sealer writes now; an entry still pending is left to the sealer."""
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    backfill = importlib.import_module("timestamping.migrations.0007_stream_marks")
+
+    class Editor:  # the one thing the backfill asks of a schema editor
+        def __init__(self):
+            self.connection = connection
+
+        def execute(self, sql):
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(StreamMark.objects, "bulk_create", lambda rows: [])
+        for n in range(STREAM_MARK_EVERY):
+            entry_append(kind="test", envelope={"n": n}, stream="old")
+            entry_append(kind="test", envelope={"n": n}, stream="other")
+        seal(max_entries=301)
+        seal()
+    assert not StreamMark.objects.exists()
+    pending, _ = entry_append(kind="test", envelope={"n": -1}, stream="old")
+
+    backfill.marks_backfill(apps, Editor())
+
+    old_seqs = list(
+        Entry.objects.filter(stream="old").order_by("seq").values_list("seq", flat=True)
+    )
+    assert list(
+        StreamMark.objects.order_by("stream", "leaf_index").values_list(
+            "stream", "leaf_index", "seq"
+        )
+    ) == [
+        ("old", 0, old_seqs[0]),
+        ("other", 0, Entry.objects.filter(stream="other").order_by("seq").first().seq),
+    ]
+    seal()  # marks the pending entry, index 256, itself: no unique constraint breaks
+    assert StreamMark.objects.get(stream="old", leaf_index=STREAM_MARK_EVERY).seq == pending.seq
+    assert selectors.stream_leaf_index(stream="old", seq=pending.seq) == STREAM_MARK_EVERY
