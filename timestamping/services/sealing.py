@@ -82,6 +82,27 @@ class StreamUpdate:
         }
 
 
+def _tiles_insert(tiles: list[tuple[str, tree.NewTile]]) -> None:
+    """Stores new tiles (stream, tile). On PostgreSQL by binary COPY: Django binds parameters on
+    the client, so an INSERT carries every 8 KB tile as hex text for the server to parse, about
+    four times the time of the COPY; a seal of 100,000 leaves writes 3 MB of tiles per tree."""
+    if connection.vendor != "postgresql":
+        Tile.objects.bulk_create(
+            Tile(stream=stream, level=t.level, index=t.index, width=t.width, hashes=t.hashes)
+            for stream, t in tiles
+        )
+        return
+    table = connection.ops.quote_name(Tile._meta.db_table)
+    columns = "stream, level, index, width, hashes"
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(["varchar", "int2", "int8", "int2", "bytea"])
+        for stream, t in tiles:
+            copy.write_row((stream, t.level, t.index, t.width, t.hashes))
+
+
 def stream_sizes(streams: list[str]) -> dict[str, int]:
     """Each stream's current size (its latest head's); a stream with no head is absent."""
     latest = StreamHead.objects.filter(stream=OuterRef("stream")).order_by("-size").values("size")
@@ -114,16 +135,13 @@ def _streams_extend(leaves: list[tuple[int, bytes, str]]) -> list[StreamUpdate]:
             for offset in range(first_mark, len(seqs[stream]), STREAM_MARK_EVERY)
         ]
         new_tiles = tree.tree_extend(old_size, added[stream], stream=stream)
-        rows += [
-            Tile(stream=stream, level=t.level, index=t.index, width=t.width, hashes=t.hashes)
-            for t in new_tiles
-        ]
+        rows += [(stream, t) for t in new_tiles]
         view = tree.TreeView(
             overlay={(t.level, t.index): t.hashes for t in new_tiles}, stream=stream
         )
         size = old_size + len(added[stream])
         updates.append(StreamUpdate(stream, old_size, size, tree.tree_root(size, view)))
-    Tile.objects.bulk_create(rows)
+    _tiles_insert(rows)
     StreamMark.objects.bulk_create(marks)
     return updates
 
@@ -151,9 +169,7 @@ def batch_seal(*, max_entries: int | None = None) -> Batch | None:
         skipped = seq_ranges_of_gaps(after_seq=after_seq, present=(seq for seq, _, _ in leaves))
 
         new_tiles = tree.tree_extend(old_size, [leaf_hash for _, leaf_hash, _ in leaves])
-        Tile.objects.bulk_create(
-            Tile(level=t.level, index=t.index, width=t.width, hashes=t.hashes) for t in new_tiles
-        )
+        _tiles_insert([("", t) for t in new_tiles])
         view = tree.TreeView(overlay={(t.level, t.index): t.hashes for t in new_tiles})
         root = tree.tree_root(new_size, view)
         consistency = tree.consistency_proof(old_size, new_size, view) if old_size else []
