@@ -85,6 +85,7 @@ from timestamping.models import (  # noqa: E402
     Entry,
     LogKey,
     StreamHead,
+    StreamMark,
     Tile,
 )
 from timestamping.services import batch_seal  # noqa: E402
@@ -96,7 +97,7 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 
 ENTRY_TABLE = Entry._meta.db_table
 EntryRow = tuple[uuid.UUID, str, datetime, bytes, bytes, str, str]  # COPY column order below
-# The bench log is one global tree: its entries name no stream ("").
+# The bench log is one global tree: its entries name no stream (""), unless a benchmark asks.
 ENTRY_COLUMNS = "uuid, kind, received_at, canonical, leaf_hash, set_note, stream"
 
 
@@ -246,11 +247,17 @@ def _envelope(rng: random.Random, number: int) -> dict[str, object]:
     }
 
 
-def entries_make(count: int, *, seed: int | None = None) -> list[EntryRow]:
-    """Entries as entry_append makes them: RFC 8785 leaves over fresh ids and real signed SETs."""
+def entries_make(
+    count: int, *, seed: int | None = None, streams: Sequence[str] = ()
+) -> list[EntryRow]:
+    """Entries as entry_append makes them: RFC 8785 leaves over fresh ids and real signed SETs.
+
+    With `streams`, entry number i belongs to streams[i % len(streams)]: its leaf names the
+    stream, as the audit domain's leaves name their system log, and its `stream` column is set."""
     rng = random.Random(seed)
     rows: list[EntryRow] = []
     for number in range(count):
+        stream = streams[number % len(streams)] if streams else ""
         entry_id = uuid.UUID(int=rng.getrandbits(128), version=4)
         received_at = timezone.now()
         received_text = format_time(received_at)
@@ -259,6 +266,7 @@ def entries_make(count: int, *, seed: int | None = None) -> list[EntryRow]:
             kind="decision",
             received_at=received_text,
             envelope=_envelope(rng, number),
+            stream=stream,
         )
         leaf_hash = merkle.leaf_hash(canonical)
         promise = SignedEntryTimestamp(
@@ -275,7 +283,7 @@ def entries_make(count: int, *, seed: int | None = None) -> list[EntryRow]:
                 canonical,
                 leaf_hash,
                 keys.sign(promise.body()),
-                "",
+                stream,
             )
         )
     return rows
@@ -339,6 +347,12 @@ def log_revert(mark: LogMark) -> None:
             [mark.batch_number],
         )
         cursor.execute(f"DELETE FROM {Batch._meta.db_table} WHERE number > %s", [mark.batch_number])  # noqa: S608
+        # Stream tiles go with the global ones below (same table, later ids); the stream marks
+        # of the deleted entries go here.
+        cursor.execute(
+            f"DELETE FROM {StreamMark._meta.db_table} WHERE seq > %s",  # noqa: S608
+            [mark.last_seq],
+        )
         cursor.execute(f"DELETE FROM {Tile._meta.db_table} WHERE id > %s", [mark.tile_id])  # noqa: S608
         cursor.execute(f"DELETE FROM {ENTRY_TABLE} WHERE seq > %s", [mark.last_seq])  # noqa: S608
         # Rewound, so that the next entries continue the sealed ones: a gap would be sealed as a
@@ -349,7 +363,7 @@ def log_revert(mark: LogMark) -> None:
         )
     # The deleted rows would otherwise sit in the indexes the next repetition scans.
     with connection.cursor() as cursor:
-        for model in (Entry, Tile, Batch, Anchor):
+        for model in (Entry, Tile, Batch, Anchor, StreamHead, StreamMark):
             cursor.execute(f"VACUUM (ANALYZE) {model._meta.db_table}")
 
 
@@ -366,19 +380,22 @@ def _pending_discard() -> None:
 # --- The bench log ------------------------------------------------------------------------------
 
 
-def log_ensure(size: int = LOG_SIZE) -> int:
-    """Builds the bench log up to `size` sealed entries once, later runs reuse it; its size."""
+def log_ensure(size: int = LOG_SIZE, *, stream: str = "") -> int:
+    """Builds the bench log up to `size` sealed entries once, later runs reuse it; its size.
+
+    With `stream`, every entry belongs to that one stream, so the database then holds a system
+    log of `size` entries (its global log is the same leaves); the stream_proofs benchmark keeps
+    it in a database of its own, so the other figures keep meaning what bench/README.md says."""
+    what = f"bench system log (stream {stream})" if stream else "bench log"
     current = selectors.tree_size_current()
     if current >= size:
         batches = Batch.objects.count()
         say(
-            f"reusing the cached bench log in {DATABASE_NAME}: "
+            f"reusing the cached {what} in {DATABASE_NAME}: "
             f"{current:,} sealed entries, {batches} batches"
         )
         return current
-    say(
-        f"building the bench log in {DATABASE_NAME}: {current:,} -> {size:,} entries (once; cached)"
-    )
+    say(f"building the {what} in {DATABASE_NAME}: {current:,} -> {size:,} entries (once; cached)")
     started = time.perf_counter()
     generating = copying = sealing = 0.0
     while current < size:
@@ -387,7 +404,7 @@ def log_ensure(size: int = LOG_SIZE) -> int:
         clock = time.perf_counter()
         # Generated right before sealing: each SET promises a seal within the maximum merge delay,
         # and the receipts the verify benchmark checks hold the log to that promise.
-        rows = entries_make(count)
+        rows = entries_make(count, streams=[stream] if stream else ())
         generating += time.perf_counter() - clock
         clock = time.perf_counter()
         entries_copy(rows)
@@ -400,9 +417,9 @@ def log_ensure(size: int = LOG_SIZE) -> int:
         sealing += time.perf_counter() - clock
         current = selectors.tree_size_current()
         say(f"  {current:>9,} entries sealed  ({time.perf_counter() - started:6.1f} s)")
-    _log_check(current)
+    _log_check(current, stream=stream)
     with connection.cursor() as cursor:
-        for model in (Entry, Tile, Batch, Anchor):
+        for model in (Entry, Tile, Batch, Anchor, StreamHead, StreamMark):
             cursor.execute(f"VACUUM (ANALYZE) {model._meta.db_table}")
     elapsed = time.perf_counter() - started
     say(
@@ -412,7 +429,7 @@ def log_ensure(size: int = LOG_SIZE) -> int:
     return current
 
 
-def _log_check(size: int) -> None:
+def _log_check(size: int, *, stream: str = "") -> None:
     """Refuses to benchmark a log whose stored tree or receipts are wrong."""
     from veridict_verify.note import VerifierKey
     from veridict_verify.receipt import receipt_verify
@@ -424,6 +441,11 @@ def _log_check(size: int) -> None:
     assert latest is not None and len(leaf_hashes) == size == latest.tree_size
     if merkle.root_from_leaves(leaf_hashes) != bytes(latest.root):
         raise AssertionError("the stored root is not the root of the stored leaves")
+    if stream:
+        head = StreamHead.objects.filter(stream=stream).order_by("-size").first()
+        assert head is not None and head.size == size, head
+        if bytes(head.root) != merkle.root_from_leaves(leaf_hashes):
+            raise AssertionError(f"the root of stream {stream} is not the root of its leaves")
     pinned = [
         VerifierKey.parse(text) for text in LogKey.objects.values_list("verifier_key", flat=True)
     ]
@@ -436,7 +458,10 @@ def _log_check(size: int) -> None:
             raise AssertionError(
                 f"a receipt in batch {batch.number} does not verify: {report.steps}"
             )
-    say(f"  checked: root of all {size:,} leaves, and a receipt of every batch verifies")
+    say(
+        f"  checked: root of all {size:,} leaves{', and of the stream' if stream else ''}, "
+        "and a receipt of every batch verifies"
+    )
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from bench import Figure, say
 BENCHMARKS = (
     "seal",
     "proofs",
+    "stream_proofs",
     "verify",
     "single",
     "upload",

@@ -119,6 +119,7 @@ def bias_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     public = access == "public" or preview
     form = _filters(system, request.GET, public=public)
     report, points = _report(form, system, public=public, trends=True)
+    audits = list(published_audits(user=request.user, system=system)[:20])
     context: dict[str, Any] = {
         "system": system,
         "access": access,
@@ -127,10 +128,18 @@ def bias_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         "form": form,
         "report": report,
         "can_publish": request.user.has_perm(PUBLISH_PERMISSION),
-        "audits": published_audits(user=request.user, system=system)[:20],
+        "audits": audits,
         "rate_names": dashboard.ERROR_RATES,
         "systems": _readable(request),
     }
+    if audits:
+        # "Check it yourself": an auditor recomputes the latest published audit from the
+        # system's evidence package (docs/evidence.md) and compares the two.
+        latest = audits[0]
+        context["check_audit"] = latest
+        context["check_report_url"] = request.build_absolute_uri(
+            reverse("bias-audit-report", args=[latest.pk])
+        )
     if report is not None:
         arguments = form.report_arguments()
         by_key = {group["key"]: group for group in report["groups"]}

@@ -26,7 +26,16 @@ from veridict_verify.timestamp import TimestampError, timestamp_verify
 
 from timestamping import tree
 from timestamping.anchor_backends import BUILTIN, backends_configured
-from timestamping.models import Anchor, Batch, Entry, LogKey, StreamHead, Tile
+from timestamping.models import (
+    STREAM_MARK_EVERY,
+    Anchor,
+    Batch,
+    Entry,
+    LogKey,
+    StreamHead,
+    StreamMark,
+    Tile,
+)
 from timestamping.seq_ranges import SkippedSeqs, seq_ranges_well_formed
 from timestamping.tree import HASH, TILE_HEIGHT, TILE_WIDTH
 
@@ -281,6 +290,8 @@ class _LedgerCheck:
         # their sizes before it.
         self.streams: dict[str, tuple[int, RootStack]] = {}
         self.batch_streams: dict[str, int] = {}
+        # The stream marks the current batch's leaves call for: (stream, leaf index, seq).
+        self.batch_marks: list[tuple[str, int, int]] = []
 
     # --- the walk ---------------------------------------------------------------------------
 
@@ -489,6 +500,22 @@ class _LedgerCheck:
             extra = sorted({head["id"] for head in stored} - {i["id"] for i in recomputed})
             raise _fail(
                 "stream_head", f"stored heads of streams {extra} this batch did not touch", **where
+            )
+        # The marks proofs by leaf hash count from (selectors.stream_leaf_index): a wrong one
+        # would give wrong leaf indices, so proofs that fail for everyone.
+        expected_marks, self.batch_marks = sorted(self.batch_marks), []
+        stored_marks = sorted(
+            StreamMark.objects.filter(
+                seq__gte=batch.first_seq, seq__lte=batch.last_seq
+            ).values_list("stream", "leaf_index", "seq")
+        )
+        if stored_marks != expected_marks:
+            wrong = sorted(set(stored_marks) ^ set(expected_marks))[:3]
+            raise _fail(
+                "stream_mark",
+                f"stored stream marks differ from the stream's entries (stream, leaf index, seq): "
+                f"{wrong}",
+                **where,
             )
         return recomputed
 
@@ -715,6 +742,8 @@ class _LedgerCheck:
         if stream:
             size, stack = self.streams.setdefault(stream, (0, RootStack()))
             self.batch_streams.setdefault(stream, size)
+            if size % STREAM_MARK_EVERY == 0:
+                self.batch_marks.append((stream, size, row[0]))
             stack.push(leaf_hash)
             self.streams[stream] = (size + 1, stack)
 

@@ -127,6 +127,35 @@ class StreamHead(models.Model):
         return f"stream {self.stream} size {self.size} (batch {self.batch_id})"
 
 
+# A stream leaf's index is counted, not stored (as the global log's): a mark every this many leaves
+# of a stream bounds what is counted to less than this many index entries, whatever the stream's
+# size or the size of the batch that sealed the leaf.
+STREAM_MARK_EVERY = 256
+
+
+class StreamMark(models.Model):
+    """The seq of every STREAM_MARK_EVERY-th leaf of a stream's tree (leaf_index 0, 256, ...):
+    written by the sealer with the stream's tiles, so that finding a leaf's index in its stream
+    counts at most 255 of the stream's entries after the nearest mark (selectors.stream_leaf_index).
+    An index of the entries, not a commitment: nothing in a header depends on it."""
+
+    stream = models.CharField(max_length=64)
+    leaf_index = models.PositiveBigIntegerField()
+    seq = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stream", "leaf_index"], name="streammark_unique_index"
+            ),
+            # Also the index of the lookup: the nearest mark at or below a seq.
+            models.UniqueConstraint(fields=["stream", "seq"], name="streammark_unique_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"stream {self.stream} leaf {self.leaf_index} is seq {self.seq}"
+
+
 class LogKey(models.Model):
     """The public half of every key that signed for this log, so old receipts keep verifying."""
 

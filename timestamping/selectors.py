@@ -19,7 +19,15 @@ from veridict_verify.note import note_split
 
 from timestamping import tree
 from timestamping.anchor_backends import BUILTIN, anchor_receipt_fields, backends_configured
-from timestamping.models import Anchor, AnchorJob, Batch, Entry, LogKey, StreamHead
+from timestamping.models import (
+    Anchor,
+    AnchorJob,
+    Batch,
+    Entry,
+    LogKey,
+    StreamHead,
+    StreamMark,
+)
 from timestamping.tree import TreeView
 
 RECEIPT_VERSION = "veridict.receipt/v1"
@@ -126,33 +134,73 @@ def stream_size_current(*, stream: str) -> int:
     return head.size if head else 0
 
 
+def stream_leaf_index(*, stream: str, seq: int) -> int:
+    """The index in its stream's tree of the stream's entry with this seq, if it is sealed.
+
+    Counted, not stored, as leaf indices are (models.py): the stream's leaves are its sealed
+    entries in seq order, so the index is the nearest StreamMark at or below the seq plus the
+    stream's entries between the two, fewer than STREAM_MARK_EVERY: two index-backed queries
+    whatever the stream's size and however many of its entries one batch sealed."""
+    mark = (
+        StreamMark.objects.filter(stream=stream, seq__lte=seq)
+        .order_by("-seq")
+        .values_list("leaf_index", "seq")
+        .first()
+    )
+    # No mark at or below: only a stream's first leaf lacks one, and only until it is sealed.
+    base_index, base_seq = mark if mark is not None else (0, 0)
+    return base_index + Entry.objects.filter(stream=stream, seq__gte=base_seq, seq__lt=seq).count()
+
+
+def _stream_sealed_position(stream: str, leaf_hash: bytes) -> tuple[int, int] | None:
+    """(leaf index in the stream, the stream's current size) of a sealed leaf of the stream, in
+    one query: stream_leaf_index's two lookups and the size, for auditors' polling (as
+    _sealed_position for the global log: the ORM's separate queries cost more than running them).
+    """
+    entry = connection.ops.quote_name(Entry._meta.db_table)
+    head = connection.ops.quote_name(StreamHead._meta.db_table)
+    mark = connection.ops.quote_name(StreamMark._meta.db_table)
+    # The stream is a parameter everywhere, not e.stream: compared with a constant, the count is
+    # an index-only scan of the (stream, seq) partial index, which holds only this stream's
+    # entries between the mark and the leaf; with e.stream PostgreSQL scans every entry between.
+    sql = (
+        f"SELECT coalesce(m.leaf_index, 0) + (SELECT count(*) FROM {entry} x "  # noqa: S608
+        f"WHERE x.stream = %(stream)s AND x.seq >= coalesce(m.seq, 0) AND x.seq < e.seq), "
+        f"(SELECT max(size) FROM {head} WHERE stream = %(stream)s) "
+        f"FROM {entry} e LEFT JOIN {mark} m ON m.stream = %(stream)s AND m.seq = "
+        f"(SELECT max(seq) FROM {mark} WHERE stream = %(stream)s AND seq <= e.seq) "
+        f"WHERE e.leaf_hash = %(leaf_hash)s AND e.stream = %(stream)s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"stream": stream, "leaf_hash": leaf_hash})
+        row = cursor.fetchone()
+    # The stream's sealed entries are its first `current` ones in seq order (the sealer seals in
+    # log order), so an index at or past the current size is a leaf still pending.
+    if row is None or row[1] is None or row[0] >= row[1]:
+        return None
+    return int(row[0]), int(row[1])
+
+
 def stream_position(*, entry: Entry, batch: Batch | None = None) -> tuple[StreamHead, int] | None:
     """(the head its batch wrote for its stream, its leaf index in the stream) of a sealed entry
-    of a stream; None for an entry of no stream or not sealed yet.
-
-    The index is counted, not stored, as leaf indices are (models.py): the heads before it, plus
-    the stream's entries of the same batch before it, which the (stream, seq) index answers."""
+    of a stream; None for an entry of no stream or not sealed yet."""
     if not entry.stream:
         return None
     batch = batch or batch_of_entry(entry=entry)
     if batch is None:
         return None
     head = StreamHead.objects.get(stream=entry.stream, batch=batch)
-    before = Entry.objects.filter(
-        stream=entry.stream, seq__gte=batch.first_seq, seq__lt=entry.seq
-    ).count()
-    return head, head.prev_size + before
+    return head, stream_leaf_index(stream=entry.stream, seq=entry.seq)
 
 
 def proof_stream_inclusion(*, stream: str, leaf_hash: bytes, tree_size: int) -> dict[str, Any]:
     """The leaf index of a sealed leaf in its stream's tree and its audit path in the stream tree
     of the given size."""
-    entry = Entry.objects.filter(leaf_hash=leaf_hash, stream=stream).first()
-    position = stream_position(entry=entry) if entry is not None else None
+    position = _stream_sealed_position(stream, leaf_hash)
     if position is None:
         raise NotInLog(f"no sealed entry of stream {stream} has this leaf hash")
-    _, leaf_index = position
-    _check_size(tree_size, current=stream_size_current(stream=stream))
+    leaf_index, current = position
+    _check_size(tree_size, current=current)
     if leaf_index >= tree_size:
         raise NotInLog(f"leaf {leaf_index} was added to the stream after size {tree_size}")
     return {

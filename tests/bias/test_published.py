@@ -183,3 +183,25 @@ def test_the_service_refuses_a_user_without_the_permission(loans):
 def test_an_unknown_audit_is_a_404(client, db):
     assert client.get("/bias/audits/999").status_code == 404
     assert client.get("/bias/audits/999/report.json").status_code == 404
+
+
+def test_the_dashboard_of_a_system_with_a_published_audit_shows_how_to_check_it(
+    client, loans, officer, seal
+):
+    seal()
+    client.force_login(officer)
+    publish(client, reference="male", date_from="2026-01-01")
+    audit = PublishedAudit.objects.get()
+    page = text_of(client.__class__().get("/bias/loans/"))
+    assert 'id="check-it-yourself"' in page and "Check it yourself" in page
+    assert "evidence_export --system loans --from 2026-01-01 pkg.ndjson.gz" in page
+    assert f"curl -s http://testserver/bias/audits/{audit.pk}/report.json" in page
+    assert f"--compare bias-audit-{audit.pk}.json" in page
+    assert 'href="/keys/check-yourself#evidence"' in page
+
+
+def test_the_dashboard_of_a_system_without_a_published_audit_offers_no_evidence_check(
+    client, loans, officer, seal
+):
+    page = text_of(client.get("/bias/loans/"))
+    assert "check-it-yourself" not in page and "--compare" not in page

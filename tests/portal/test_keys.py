@@ -70,6 +70,17 @@ def test_check_yourself_gives_the_exact_commands_with_the_pinned_key(client, sea
     assert f"/log/batches/{batch.number}/body.txt" in page
 
 
+def test_check_yourself_shows_how_to_check_an_ai_systems_evidence_package(client, seal):
+    entry_append(kind="test", envelope={"n": 1})
+    seal()
+    page = client.get("/keys/check-yourself").content.decode()
+    section = page[page.index('id="evidence"') :]
+    assert "evidence_export --system SLUG" in section
+    assert "/api/v1/systems/SLUG/evidence?from=2026-01-01&amp;to=2026-03-31" in section
+    assert f"--key '{keys.verifier_key()}'" in section
+    assert "--compare audit.json" in section
+
+
 def test_the_verifier_download_is_the_source_with_the_sha256_the_page_shows(client, db):
     page = client.get("/keys/check-yourself").content.decode()
     href = page[page.index('href="/keys/veridict_verify-') + 6 :].split('"')[0]

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from veridict_verify import merkle
 
 from timestamping import selectors, tree
-from timestamping.models import Batch, Entry, StreamHead
-from timestamping.services import EnvelopeError, entry_append
+from timestamping.models import STREAM_MARK_EVERY, Batch, Entry, StreamHead, StreamMark
+from timestamping.services import EnvelopeError, entry_append, sealing
 
 pytestmark = pytest.mark.django_db
 
@@ -83,9 +83,12 @@ def test_a_batch_header_v2_lists_every_stream_it_touched_with_sizes_and_roots(se
         max_size=5,
     )
 )
-def test_stream_trees_equal_the_rfc_9162_tree_of_their_leaves_in_log_order(seal, plan):
+def test_stream_trees_equal_the_rfc_9162_tree_of_their_leaves_in_log_order(seal, plan, monkeypatch):
     """Entries of four systems (3: no stream) interleaved at random, sealed in random batches:
-    each stream's stored root, at every batch, is the in-memory root of its leaves so far."""
+    each stream's stored root, at every batch, is the in-memory root of its leaves so far.
+    Stream marks every 3 leaves here, so that leaf indices are counted from marks written by
+    earlier batches and by the same batch alike."""
+    monkeypatch.setattr(sealing, "STREAM_MARK_EVERY", 3)
     example = next(_labels)
     labels = [f"t{example}-{system}" for system in range(3)] + [""]
     expected: dict[str, list[bytes]] = {label: [] for label in labels[:3]}
@@ -171,3 +174,97 @@ def test_a_proof_by_leaf_hash_in_another_stream_is_refused(seal):
         selectors.proof_stream_inclusion(
             stream="two", leaf_hash=bytes(entry.leaf_hash), tree_size=1
         )
+
+
+def test_sealing_marks_every_256th_leaf_of_a_stream_with_its_seq(seal):
+    """What lets a leaf's stream index be found without counting the stream's entries before it:
+    the nearest mark, then fewer than STREAM_MARK_EVERY entries."""
+    for n in range(STREAM_MARK_EVERY + 10):
+        entry_append(kind="test", envelope={"n": n}, stream="big")
+        entry_append(kind="test", envelope={"n": n}, stream="")
+    seal(max_entries=301)  # splits the stream's leaves over two batches
+    seal()
+    stream_seqs = list(
+        Entry.objects.filter(stream="big").order_by("seq").values_list("seq", flat=True)
+    )
+    marks = list(
+        StreamMark.objects.filter(stream="big")
+        .order_by("leaf_index")
+        .values_list("leaf_index", "seq")
+    )
+    assert marks == [(0, stream_seqs[0]), (STREAM_MARK_EVERY, stream_seqs[STREAM_MARK_EVERY])]
+    for index in (0, 1, STREAM_MARK_EVERY - 1, STREAM_MARK_EVERY, len(stream_seqs) - 1):
+        assert selectors.stream_leaf_index(stream="big", seq=stream_seqs[index]) == index
+
+
+def test_a_stream_leaf_index_counts_only_from_the_nearest_mark(seal, django_assert_num_queries):
+    for n in range(STREAM_MARK_EVERY + 2):
+        entry_append(kind="test", envelope={"n": n}, stream="big")
+    seal()
+    last = Entry.objects.filter(stream="big").order_by("-seq").first()
+    mark_seq = StreamMark.objects.get(stream="big", leaf_index=STREAM_MARK_EVERY).seq
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors.stream_leaf_index(stream="big", seq=last.seq) == STREAM_MARK_EVERY + 1
+    count_sql = queries.captured_queries[-1]["sql"]
+    assert "COUNT(" in count_sql.upper() and f">= {mark_seq}" in count_sql
+
+
+def test_a_pending_stream_entry_has_no_stream_proof_yet(seal):
+    entry_append(kind="test", envelope={"n": 0}, stream="pp")
+    seal()
+    pending, _ = entry_append(kind="test", envelope={"n": 1}, stream="pp")
+    with pytest.raises(selectors.NotInLog, match="no sealed entry"):
+        selectors.proof_stream_inclusion(
+            stream="pp", leaf_hash=bytes(pending.leaf_hash), tree_size=1
+        )
+
+
+def test_the_migration_marks_the_stream_leaves_sealed_before_it_and_no_pending_one(
+    seal, monkeypatch
+):
+    """Migration 0007's backfill: stream leaves sealed by a sealer that wrote no marks get the
+    marks the sealer writes now; an entry still pending is left to the sealer."""
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    backfill = importlib.import_module("timestamping.migrations.0007_stream_marks")
+
+    class Editor:  # the one thing the backfill asks of a schema editor
+        def __init__(self):
+            self.connection = connection
+
+        def execute(self, sql):
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(StreamMark.objects, "bulk_create", lambda rows: [])
+        for n in range(STREAM_MARK_EVERY):
+            entry_append(kind="test", envelope={"n": n}, stream="old")
+            entry_append(kind="test", envelope={"n": n}, stream="other")
+        seal(max_entries=301)
+        seal()
+    assert not StreamMark.objects.exists()
+    pending, _ = entry_append(kind="test", envelope={"n": -1}, stream="old")
+
+    backfill.marks_backfill(apps, Editor())
+
+    old_seqs = list(
+        Entry.objects.filter(stream="old").order_by("seq").values_list("seq", flat=True)
+    )
+    assert list(
+        StreamMark.objects.order_by("stream", "leaf_index").values_list(
+            "stream", "leaf_index", "seq"
+        )
+    ) == [
+        ("old", 0, old_seqs[0]),
+        ("other", 0, Entry.objects.filter(stream="other").order_by("seq").first().seq),
+    ]
+    seal()  # marks the pending entry, index 256, itself: no unique constraint breaks
+    assert StreamMark.objects.get(stream="old", leaf_index=STREAM_MARK_EVERY).seq == pending.seq
+    assert selectors.stream_leaf_index(stream="old", seq=pending.seq) == STREAM_MARK_EVERY

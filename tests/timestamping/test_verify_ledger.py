@@ -18,7 +18,7 @@ from veridict_verify import merkle
 
 from timestamping import keys
 from timestamping.ledger_check import LedgerReport, RootStack, ledger_verify
-from timestamping.models import Anchor, Batch, Entry, StreamHead, Tile
+from timestamping.models import Anchor, Batch, Entry, StreamHead, StreamMark, Tile
 from timestamping.services import entry_append
 
 pytestmark = pytest.mark.django_db
@@ -453,6 +453,18 @@ def test_a_tampered_stream_tile_is_reported_with_its_batch(streamed_log, verify)
     hashes = flipped(bytes(tile.hashes), 5)
     tamper(lambda: Tile.objects.filter(pk=tile.pk).update(hashes=hashes))
     assert where(verify()) == {"what": "stream_tile", "batch": 1}
+
+
+def test_a_stream_mark_pointing_at_another_entry_is_reported_with_its_batch(streamed_log, verify):
+    """Stream "a" reaches leaf 256 in batch 3; a mark moved off it would misplace proofs."""
+    mark = StreamMark.objects.get(stream="a", leaf_index=256)
+    tamper(lambda: StreamMark.objects.filter(pk=mark.pk).update(seq=mark.seq + 1))
+    assert where(verify()) == {"what": "stream_mark", "batch": 3}
+
+
+def test_a_missing_stream_mark_is_reported_with_its_batch(streamed_log, verify):
+    tamper(lambda: StreamMark.objects.filter(stream="b", leaf_index=0).delete())
+    assert where(verify()) == {"what": "stream_mark", "batch": 1}
 
 
 def test_an_entry_moved_to_another_stream_in_its_row_is_reported(streamed_log, verify):

@@ -14,7 +14,15 @@ from django.utils import timezone
 from veridict_verify.formats import ZERO_HASH_HEX, Checkpoint, format_time
 
 from timestamping import canonical, keys, tree
-from timestamping.models import Batch, Entry, SealLock, StreamHead, Tile
+from timestamping.models import (
+    STREAM_MARK_EVERY,
+    Batch,
+    Entry,
+    SealLock,
+    StreamHead,
+    StreamMark,
+    Tile,
+)
 from timestamping.seq_ranges import seq_ranges_of_gaps
 from timestamping.services.anchoring import batch_anchor_builtin
 from timestamping.services.entries import SEQ_LOCK
@@ -74,6 +82,27 @@ class StreamUpdate:
         }
 
 
+def _tiles_insert(tiles: list[tuple[str, tree.NewTile]]) -> None:
+    """Stores new tiles (stream, tile). On PostgreSQL by binary COPY: Django binds parameters on
+    the client, so an INSERT carries every 8 KB tile as hex text for the server to parse, about
+    four times the time of the COPY; a seal of 100,000 leaves writes 3 MB of tiles per tree."""
+    if connection.vendor != "postgresql":
+        Tile.objects.bulk_create(
+            Tile(stream=stream, level=t.level, index=t.index, width=t.width, hashes=t.hashes)
+            for stream, t in tiles
+        )
+        return
+    table = connection.ops.quote_name(Tile._meta.db_table)
+    columns = "stream, level, index, width, hashes"
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(["varchar", "int2", "int8", "int2", "bytea"])
+        for stream, t in tiles:
+            copy.write_row((stream, t.level, t.index, t.width, t.hashes))
+
+
 def stream_sizes(streams: list[str]) -> dict[str, int]:
     """Each stream's current size (its latest head's); a stream with no head is absent."""
     latest = StreamHead.objects.filter(stream=OuterRef("stream")).order_by("-size").values("size")
@@ -88,26 +117,32 @@ def _streams_extend(leaves: list[tuple[int, bytes, str]]) -> list[StreamUpdate]:
     """Appends each stream's leaves of the batch, in log order, to that stream's tree: the same
     tile code as the global tree, each stream's tiles apart."""
     added: dict[str, list[bytes]] = {}
-    for _, leaf_hash, stream in leaves:
+    seqs: dict[str, list[int]] = {}
+    for seq, leaf_hash, stream in leaves:
         if stream:
             added.setdefault(stream, []).append(leaf_hash)
+            seqs.setdefault(stream, []).append(seq)
     if not added:
         return []
     sizes = stream_sizes(sorted(added))
-    updates, rows = [], []
+    updates, rows, marks = [], [], []
     for stream in sorted(added):
         old_size = sizes.get(stream, 0)
-        new_tiles = tree.tree_extend(old_size, added[stream], stream=stream)
-        rows += [
-            Tile(stream=stream, level=t.level, index=t.index, width=t.width, hashes=t.hashes)
-            for t in new_tiles
+        # The first multiple of STREAM_MARK_EVERY at or after old_size, then every one after it.
+        first_mark = -old_size % STREAM_MARK_EVERY
+        marks += [
+            StreamMark(stream=stream, leaf_index=old_size + offset, seq=seqs[stream][offset])
+            for offset in range(first_mark, len(seqs[stream]), STREAM_MARK_EVERY)
         ]
+        new_tiles = tree.tree_extend(old_size, added[stream], stream=stream)
+        rows += [(stream, t) for t in new_tiles]
         view = tree.TreeView(
             overlay={(t.level, t.index): t.hashes for t in new_tiles}, stream=stream
         )
         size = old_size + len(added[stream])
         updates.append(StreamUpdate(stream, old_size, size, tree.tree_root(size, view)))
-    Tile.objects.bulk_create(rows)
+    _tiles_insert(rows)
+    StreamMark.objects.bulk_create(marks)
     return updates
 
 
@@ -134,9 +169,7 @@ def batch_seal(*, max_entries: int | None = None) -> Batch | None:
         skipped = seq_ranges_of_gaps(after_seq=after_seq, present=(seq for seq, _, _ in leaves))
 
         new_tiles = tree.tree_extend(old_size, [leaf_hash for _, leaf_hash, _ in leaves])
-        Tile.objects.bulk_create(
-            Tile(level=t.level, index=t.index, width=t.width, hashes=t.hashes) for t in new_tiles
-        )
+        _tiles_insert([("", t) for t in new_tiles])
         view = tree.TreeView(overlay={(t.level, t.index): t.hashes for t in new_tiles})
         root = tree.tree_root(new_size, view)
         consistency = tree.consistency_proof(old_size, new_size, view) if old_size else []
