@@ -145,7 +145,7 @@ def _wants_json(request: HttpRequest) -> bool:
 
 
 def _too_many(request: HttpRequest, retry_after: int) -> HttpResponse:
-    message = f"Too many lookups from your address: try again in {retry_after} seconds."
+    message = f"Too many requests from your address: try again in {retry_after} seconds."
     if _wants_json(request):
         body = {"error": {"code": "throttled", "message": message, "fields": {}}}
         response: HttpResponse = JsonResponse(body, status=429)

@@ -24,7 +24,7 @@ def test_the_document_page_answers_429_with_retry_after_past_the_rate(client, lo
     answers = [client.get("/documents/" + "ab" * 32, REMOTE_ADDR=address) for _ in range(3)]
     assert [answer.status_code for answer in answers] == [404, 404, 429]
     assert 0 < int(answers[-1]["Retry-After"]) <= 60
-    assert "Too many lookups" in answers[-1].content.decode()
+    assert "Too many requests" in answers[-1].content.decode()
 
 
 def test_the_limit_is_per_address(client, low_rates):

@@ -71,7 +71,7 @@ def test_the_read_past_the_rate_is_a_429_for_that_address_only(client, recorded,
         error = refused.json()["error"]
         assert error["code"] == "throttled" and error["message"] and error["fields"] == {}
     else:
-        assert "Too many lookups" in refused.content.decode()
+        assert "Too many requests" in refused.content.decode()
     assert client.get(url, REMOTE_ADDR=other).status_code == status
 
 
