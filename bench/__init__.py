@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import json
 import logging
 import math
 import os
@@ -11,6 +13,8 @@ import random
 import secrets
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -126,6 +130,27 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def in_own_database(module: str, suffix: str) -> list[Figure]:
+    """Runs `python -m <module> OUT` against the bench database named with `suffix` (created and
+    kept like the bench database) and returns the figures its child writes with
+    figures_write: a benchmark whose cached data would change what the shared bench log is
+    (a system log of its own, 1M decisions) keeps it apart."""
+    parts = urllib.parse.urlsplit(DATABASE_URL)
+    url = urllib.parse.urlunsplit(parts._replace(path=f"/{DATABASE_NAME}_{suffix}"))
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "figures.json"
+        environment = dict(os.environ, VERIDICT_BENCH_DATABASE_URL=url)
+        # The parent's own database must not leak into the child's Django settings.
+        environment.pop("DATABASE_URL", None)
+        subprocess.run([sys.executable, "-m", module, str(out)], env=environment, check=True)
+        return [Figure(**fields) for fields in json.loads(out.read_text())]
+
+
+def figures_write(figures: list[Figure], out: str) -> None:
+    """In a child of in_own_database: hands its figures to the parent."""
+    Path(out).write_text(json.dumps([dataclasses.asdict(figure) for figure in figures]))
 
 
 # --- The bench database and keys -----------------------------------------------------------------

@@ -99,35 +99,51 @@ def run() -> list[Figure]:
         f"{min(CHECKED, len(results))} of the others"
     )
 
+    return latency_figures(
+        "proofs",
+        floor,
+        [
+            ("inclusion by leaf hash (selectors.proof_inclusion)", by_hash, True),
+            ("inclusion by index (tree.inclusion_proof)", by_index, True),
+            ("consistency (selectors.proof_consistency)", consistency, True),
+        ],
+    )
+
+
+def latency_figures(
+    bench_name: str, floor: list[float], series: list[tuple[str, list[float], bool]]
+) -> list[Figure]:
+    """Median and p99 of each series of query times (seconds), printed and as figures, each a
+    ratio to the primary-key SELECT floor timed in the same rounds; a series marked True is
+    held to the p99 target."""
+    width = max(len(name) for name, _, _ in series)
     floor_median, floor_p99 = median(floor) * 1000, percentile(floor, 0.99) * 1000
     say(
-        f"  {'primary-key SELECT (the floor)':<50} "
+        f"  {'primary-key SELECT (the floor)':<{width}} "
         f"median {floor_median:6.3f} ms   p99 {floor_p99:6.3f} ms"
     )
     figures = []
-    for name, times in (
-        ("inclusion by leaf hash (selectors.proof_inclusion)", by_hash),
-        ("inclusion by index (tree.inclusion_proof)", by_index),
-        ("consistency (selectors.proof_consistency)", consistency),
-    ):
+    for name, times, targeted in series:
         middle, p99 = median(times) * 1000, percentile(times, 0.99) * 1000
         say(
-            f"  {name:<50} median {middle:6.3f} ms   p99 {p99:6.3f} ms   "
+            f"  {name:<{width}} median {middle:6.3f} ms   p99 {p99:6.3f} ms   "
             f"({middle / floor_median:.1f} and {p99 / floor_p99:.1f} primary-key SELECTs)"
         )
         short = name.split(" (")[0]
         figures.append(
-            Figure(f"proofs: {short}, median", middle, "ms", floor_median, floor_median / middle)
+            Figure(
+                f"{bench_name}: {short}, median", middle, "ms", floor_median, floor_median / middle
+            )
         )
         figures.append(
             Figure(
-                f"proofs: {short}, p99",
+                f"{bench_name}: {short}, p99",
                 p99,
                 "ms",
                 floor_p99,
                 floor_p99 / p99,
-                f"< {TARGET_P99_MS:g} ms",
-                p99 < TARGET_P99_MS,
+                f"< {TARGET_P99_MS:g} ms" if targeted else "-",
+                p99 < TARGET_P99_MS if targeted else None,
             )
         )
     return figures

@@ -8,35 +8,23 @@ runs the measurement in a child whose DATABASE_URL names that database (Django r
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import random
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.parse
-from pathlib import Path
 
 from django.db import connection
 from veridict_verify import merkle
 
 import bench
-from bench import ENTRY_TABLE, Figure, median, percentile, say
+from bench import ENTRY_TABLE, Figure, say
+from bench.proofs import latency_figures
 
-STREAMS_DATABASE_URL = os.environ.get(
-    "VERIDICT_BENCH_STREAMS_DATABASE_URL",
-    urllib.parse.urlunsplit(
-        urllib.parse.urlsplit(bench.DATABASE_URL)._replace(path=f"/{bench.DATABASE_NAME}_streams")
-    ),
-)
 # One AI system's log, named as the audit domain names streams (a 32-hex-digit keyed hash).
 STREAM = "b5e1c0de" * 4
 QUERIES = max(1000, int(os.environ.get("VERIDICT_BENCH_PROOF_QUERIES", "2000")))
 WARMUP = 100
 CHECKED = 200
-TARGET_P99_MS = 5.0
 
 
 def _floor_query(seq: int) -> bytes:
@@ -121,59 +109,25 @@ def measure() -> list[Figure]:
         f"{min(CHECKED, len(results))} consistency proofs"
     )
 
-    floor_median, floor_p99 = median(floor) * 1000, percentile(floor, 0.99) * 1000
-    say(
-        f"  {'primary-key SELECT (the floor)':<58} "
-        f"median {floor_median:6.3f} ms   p99 {floor_p99:6.3f} ms"
+    return latency_figures(
+        "stream_proofs",
+        floor,
+        [
+            ("stream inclusion by leaf hash (selectors.proof_stream_inclusion)", by_hash, True),
+            ("stream consistency (selectors.proof_stream_consistency)", consistency, False),
+            (
+                "peer: global inclusion by leaf hash (selectors.proof_inclusion)",
+                global_by_hash,
+                False,
+            ),
+        ],
     )
-    figures = []
-    for name, times, target in (
-        ("stream inclusion by leaf hash (selectors.proof_stream_inclusion)", by_hash, True),
-        ("stream consistency (selectors.proof_stream_consistency)", consistency, False),
-        ("peer: global inclusion by leaf hash (selectors.proof_inclusion)", global_by_hash, False),
-    ):
-        middle_ms, p99 = median(times) * 1000, percentile(times, 0.99) * 1000
-        say(
-            f"  {name:<58} median {middle_ms:6.3f} ms   p99 {p99:6.3f} ms   "
-            f"({middle_ms / floor_median:.1f} and {p99 / floor_p99:.1f} primary-key SELECTs)"
-        )
-        short = name.split(" (")[0]
-        figures.append(
-            Figure(
-                f"stream_proofs: {short}, median",
-                middle_ms,
-                "ms",
-                floor_median,
-                floor_median / middle_ms,
-            )
-        )
-        figures.append(
-            Figure(
-                f"stream_proofs: {short}, p99",
-                p99,
-                "ms",
-                floor_p99,
-                floor_p99 / p99,
-                f"< {TARGET_P99_MS:g} ms" if target else "-",
-                p99 < TARGET_P99_MS if target else None,
-            )
-        )
-    return figures
 
 
 def run() -> list[Figure]:
     """In the parent: the same measurement in a child bound to the system log's database."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "figures.json"
-        environment = dict(os.environ, VERIDICT_BENCH_DATABASE_URL=STREAMS_DATABASE_URL)
-        # The parent's own database must not leak into the child's Django settings.
-        environment.pop("DATABASE_URL", None)
-        subprocess.run(
-            [sys.executable, "-m", "bench.stream_proofs", str(out)], env=environment, check=True
-        )
-        return [Figure(**fields) for fields in json.loads(out.read_text())]
+    return bench.in_own_database("bench.stream_proofs", "streams")
 
 
 if __name__ == "__main__":
-    figures = measure()
-    Path(sys.argv[1]).write_text(json.dumps([dataclasses.asdict(f) for f in figures]))
+    bench.figures_write(measure(), sys.argv[1])

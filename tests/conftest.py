@@ -151,9 +151,16 @@ def seal(django_capture_on_commit_callbacks):
     return run
 
 
-def _certificate(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, issuer_key, *, ca: bool
+def certificate_make(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: str,
+    issuer_key,
+    *,
+    ca: bool,
+    server_name: str | None = None,
 ) -> x509.Certificate:
+    """A CA certificate, or a leaf: a TLS server's for `server_name`, else a TSA's."""
     now = datetime.now(UTC)
     usage = dict.fromkeys(
         (
@@ -179,7 +186,11 @@ def _certificate(
             critical=False,
         )
     )
-    if not ca:
+    if server_name is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    elif not ca:
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True
         )
@@ -191,11 +202,13 @@ def tsa_chain_make(directory: Path) -> SimpleNamespace:
     and `chain.pem` (intermediate and root) for OpenSSL's `certs =` to embed in each answer."""
     directory.mkdir(parents=True, exist_ok=True)
     root_key, intermediate_key, tsa_key = (ec.generate_private_key(ec.SECP256R1()) for _ in "abc")
-    root = _certificate("Chain Root CA", root_key, "Chain Root CA", root_key, ca=True)
-    intermediate = _certificate(
+    root = certificate_make("Chain Root CA", root_key, "Chain Root CA", root_key, ca=True)
+    intermediate = certificate_make(
         "Chain Intermediate CA", intermediate_key, "Chain Root CA", root_key, ca=True
     )
-    leaf = _certificate("Chain TSA", tsa_key, "Chain Intermediate CA", intermediate_key, ca=False)
+    leaf = certificate_make(
+        "Chain TSA", tsa_key, "Chain Intermediate CA", intermediate_key, ca=False
+    )
     files = SimpleNamespace(
         root=directory / "root.pem",
         intermediate=directory / "intermediate.pem",

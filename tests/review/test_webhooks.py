@@ -436,46 +436,16 @@ def test_only_public_unicast_addresses_are_allowed(address, public):
 
 def _tls_files(directory, name: str):
     """A CA and a server certificate for `name` signed by it, as PEM files: (ca, cert, key)."""
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    def certificate(subject, key, issuer, issuer_key, *, ca):
-        now = datetime.now(UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-                critical=False,
-            )
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
-            ).add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-        return builder.sign(issuer_key, hashes.SHA256())
+    from tests.conftest import certificate_make
 
-    ca_key, server_key = (
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP256R1()),
+    ca_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in "ab")
+    ca = certificate_make("Webhook Test CA", ca_key, "Webhook Test CA", ca_key, ca=True)
+    server = certificate_make(
+        name, server_key, "Webhook Test CA", ca_key, ca=False, server_name=name
     )
-    ca = certificate("Webhook Test CA", ca_key, "Webhook Test CA", ca_key, ca=True)
-    server = certificate(name, server_key, "Webhook Test CA", ca_key, ca=False)
     pem = serialization.Encoding.PEM
     files = (directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
     files[0].write_bytes(ca.public_bytes(pem))

@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 
 from veridict_verify.audit_html import audit_html
-from veridict_verify.ethereum import RPCNode
+from veridict_verify.cli import EXIT_UNREADABLE, exit_status, pinned_arguments_add, pinned_read
 from veridict_verify.evidence import PackageUnreadable, package_audit
-from veridict_verify.note import NoteError, VerifierKey
-
-EXIT_OK, EXIT_FAILED, EXIT_UNREADABLE, EXIT_PENDING = 0, 1, 2, 3
+from veridict_verify.note import NoteError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,23 +23,7 @@ def _parser() -> argparse.ArgumentParser:
         "3 a batch is not anchored yet.",
     )
     parser.add_argument("package", type=Path, help="the evidence package (.ndjson.gz)")
-    parser.add_argument(
-        "--key",
-        action="append",
-        default=[],
-        required=True,
-        help="a log verifier key <name>+<hex id>+<base64> (repeat for past keys)",
-    )
-    parser.add_argument(
-        "--tsa-ca", type=Path, action="append", default=[], help="a TSA CA certificate (PEM)"
-    )
-    parser.add_argument(
-        "--rpc-url",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="an Ethereum JSON-RPC node you trust, to check ethereum anchors against",
-    )
+    pinned_arguments_add(parser)
     parser.add_argument(
         "--compare",
         type=Path,
@@ -57,13 +39,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        keys = [VerifierKey.parse(text) for text in args.key]
-        tsa_ca = b"".join(path.read_bytes() for path in args.tsa_ca) or None
+        keys, tsa_ca = pinned_read(args)
         compare = json.loads(args.compare.read_bytes()) if args.compare else None
         if compare is not None and not isinstance(compare, dict):
             raise ValueError(f"{args.compare} is not a bias report")
-        for url in args.rpc_url:
-            RPCNode(url)  # refuses what is not an http(s) URL before any step runs
         result = package_audit(
             args.package, keys=keys, tsa_ca_pem=tsa_ca, rpc_urls=args.rpc_url, compare=compare
         )
@@ -82,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in _summary(result.facts):
             print(f"         {line}")
         print(report.as_dict()["verdict"].upper())
-    if report.failed:
-        return EXIT_FAILED
-    return EXIT_PENDING if report.pending else EXIT_OK
+    return exit_status(report)
 
 
 def _summary(facts: dict) -> list[str]:
